@@ -1,0 +1,36 @@
+"""Engine.IO v4 server on raw asyncio: h11 for HTTP, websockets' sans-I/O layer for WebSocket."""
+
+from .cors import CorsOptions
+from .packet import OutgoingPacket, Packet, PacketType, ProtocolError
+from .request import HttpResponse, Request
+from .server import ERROR_MESSAGES, CookieOptions, EngineServer, Forbidden
+from .session import Session, SessionState
+
+__all__ = [
+    "ERROR_MESSAGES",
+    "CookieOptions",
+    "CorsOptions",
+    "EngineServer",
+    "Forbidden",
+    "HttpResponse",
+    "OutgoingPacket",
+    "Packet",
+    "PacketType",
+    "ProtocolError",
+    "Request",
+    "Session",
+    "SessionState",
+    "run",
+]
+
+
+def run(main: object) -> None:
+    """Run a coroutine with uvloop when it is installed, plain asyncio otherwise."""
+    import asyncio
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)  # type: ignore[arg-type]
+    else:
+        uvloop.run(main)  # type: ignore[arg-type]

@@ -1,0 +1,177 @@
+"""HTTP long-polling transport: turns GET/POST exchanges into session packets. No sockets.
+
+The HTTP layer (``http.py`` for the raw server, ``asgi.py`` under ASGI) parses requests and
+hands each one over with a ``Responder`` that can answer it exactly once, now or later.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from .packet import RECORD_SEPARATOR, OutgoingPacket, PacketType, ProtocolError, decode_payload
+
+if TYPE_CHECKING:
+    from .session import Clock, Session, TimerHandle
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PollingTransport", "Responder"]
+
+Headers = list[tuple[str, str]]
+
+# How long a server-side close waits for the client's next GET to carry the close packet
+# (the reference waits 30 s too).
+CLOSE_TIMEOUT = 30.0
+
+_CLOSE = OutgoingPacket(PacketType.CLOSE)
+_NOOP = OutgoingPacket(PacketType.NOOP)
+_PAYLOAD_HEADERS: Headers = [
+    ("Content-Type", "text/plain; charset=UTF-8"),
+    ("Cache-Control", "no-store"),
+]
+_OK_HEADERS: Headers = [("Content-Type", "text/html"), ("Cache-Control", "no-store")]
+
+
+class Responder(Protocol):
+    """Answers one HTTP request, exactly once.
+
+    The responder appends its own extra headers (CORS, cookie, hooks); it never mutates the
+    ``headers`` list it is given, so transports can pass shared constant lists.
+    """
+
+    def respond(self, status: int, headers: Headers, body: bytes) -> None: ...
+
+
+class PollingTransport:
+    __slots__ = (
+        "_clock",
+        "_close_timer",
+        "_poll",
+        "_should_close",
+        "discarded",
+        "session",
+        "writable",
+    )
+
+    name = "polling"
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self.session: Session | None = None
+        self._poll: Responder | None = None
+        self.writable = False
+        self.discarded = False
+        self._should_close: Callable[[], object] | None = None
+        self._close_timer: TimerHandle | None = None
+
+    # ---------------------------------------------------------------- from HTTP
+
+    def on_poll(self, responder: Responder) -> None:
+        """A GET arrived: keep it until there is something to send."""
+        session = self.session
+        if self._poll is not None:
+            # Two concurrent GETs: the reference answers 400 and closes the session.
+            responder.respond(400, _OK_HEADERS, b"")
+            if session is not None:
+                session.on_transport_error(self, "overlap from client")
+            return
+        self._poll = responder
+        self.writable = True
+        if session is not None:
+            session.on_transport_ready(self)
+        if self.writable and self._should_close is not None:
+            self.send([])
+
+    def on_poll_aborted(self, responder: Responder) -> None:
+        """The connection of a pending GET went away before it was answered."""
+        if responder is not self._poll:
+            return
+        self._poll = None
+        self.writable = False
+        if self.session is not None and not self.discarded:
+            self.session.on_transport_error(self, "poll connection closed prematurely")
+
+    def on_data(self, body: bytes, responder: Responder) -> None:
+        """A POST arrived with a complete body (the HTTP layer enforced the size limit)."""
+        session = self.session
+        responder.respond(200, _OK_HEADERS, b"ok")
+        if session is None:
+            return
+        try:
+            packets = decode_payload(body.decode("utf-8"))
+        except (UnicodeDecodeError, ProtocolError) as exc:
+            logger.debug("session %s: bad payload: %s", session.sid, exc)
+            session.on_parse_error(self)
+            return
+        for packet in packets:
+            if packet.type is PacketType.CLOSE:
+                session.on_transport_close(self)
+                return
+            session.receive(self, packet)
+            if not session.is_open:
+                return
+
+    # ---------------------------------------------------------------- from session
+
+    def send(self, packets: list[OutgoingPacket]) -> None:
+        responder = self._poll
+        if responder is None:
+            raise RuntimeError("polling transport is not writable")
+        self._poll = None
+        self.writable = False
+        done = self._should_close
+        if done is not None:
+            packets = [*packets, _CLOSE]
+            self._should_close = None
+            self._cancel_close_timer()
+        elif not packets:
+            packets = [_NOOP]
+        body = encode_payload_text(packets).encode()
+        responder.respond(200, _PAYLOAD_HEADERS, body)
+        if done is not None:
+            done()
+
+    def buffered_amount(self) -> int:
+        return 0
+
+    def close(self, callback: Callable[[], object] | None = None) -> None:
+        done = callback if callback is not None else _nothing
+        if self.writable:
+            self.send([_CLOSE])
+            done()
+        elif self.discarded:
+            done()
+        else:
+            self._should_close = done
+            clock = self._clock
+            self._close_timer = clock.call_at(clock.time() + CLOSE_TIMEOUT, self._on_close_timeout)
+
+    def discard(self) -> None:
+        self.discarded = True
+        if self.writable:
+            # Release a GET that is still pending after the upgrade.
+            self.send([_NOOP])
+
+    def _on_close_timeout(self) -> None:
+        self._close_timer = None
+        done, self._should_close = self._should_close, None
+        if done is not None:
+            done()
+
+    def _cancel_close_timer(self) -> None:
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+
+
+def encode_payload_text(packets: list[OutgoingPacket]) -> str:
+    if len(packets) == 1:
+        return packets[0].polling_text
+    return RECORD_SEPARATOR.join(p.polling_text for p in packets)
+
+
+def _nothing() -> None:
+    return None
+

@@ -1,0 +1,526 @@
+"""The Engine.IO server: request verification, handshakes, the session registry, handlers.
+
+Transport-agnostic: the raw asyncio HTTP server (``http.py``) and the ASGI adapter
+(``asgi.py``) both parse requests and call ``handle_request`` / ``handle_websocket``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+
+from .cors import CorsOptions
+from .polling import PollingTransport, Responder
+from .request import HttpResponse, Request
+from .session import Session, SessionConfig
+from .websocket import HandshakeError, WebSocketTransport, negotiate
+
+if TYPE_CHECKING:
+    from websockets.extensions import Extension
+
+    from .http import HttpProtocol
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ERROR_MESSAGES", "CookieOptions", "EngineServer", "Forbidden"]
+
+UNKNOWN_TRANSPORT = 0
+UNKNOWN_SID = 1
+BAD_HANDSHAKE_METHOD = 2
+BAD_REQUEST = 3
+FORBIDDEN = 4
+UNSUPPORTED_PROTOCOL_VERSION = 5
+
+#: Error bodies exactly as Node's engine.io sends them; clients match on these strings.
+ERROR_MESSAGES = {
+    UNKNOWN_TRANSPORT: "Transport unknown",
+    UNKNOWN_SID: "Session ID unknown",
+    BAD_HANDSHAKE_METHOD: "Bad handshake method",
+    BAD_REQUEST: "Bad request",
+    FORBIDDEN: "Forbidden",
+    UNSUPPORTED_PROTOCOL_VERSION: "Unsupported protocol version",
+}
+
+_EVENTS = ("connection", "message", "close", "headers", "initial_headers", "connection_error")
+
+
+class Forbidden(Exception):
+    """Raise from ``allow_request`` to refuse with a message the client will see."""
+
+    def __init__(self, message: str = "Forbidden") -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class CookieOptions:
+    """The ``io`` cookie set on the handshake response (off unless configured)."""
+
+    __slots__ = ("http_only", "name", "path", "same_site")
+
+    def __init__(
+        self, name: str = "io", *, path: str = "/", http_only: bool = True, same_site: str = "Lax"
+    ) -> None:
+        self.name = name
+        self.path = path
+        self.http_only = http_only
+        self.same_site = same_site
+
+    def header(self, sid: str) -> str:
+        parts = [f"{self.name}={sid}", f"Path={self.path}"]
+        if self.http_only:
+            parts.append("HttpOnly")
+        if self.same_site:
+            parts.append(f"SameSite={self.same_site}")
+        return "; ".join(parts)
+
+
+class UpgradeAcceptor(Protocol):
+    """Answers a WebSocket upgrade request: refuse it, or switch protocols."""
+
+    def reject(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None: ...
+
+    def accept(
+        self, headers: list[tuple[str, str]], extensions: list[Extension]
+    ) -> WebSocketTransport | None:
+        """Send the 101 and return the transport; None if the peer is already gone."""
+        ...
+
+
+class RequestResponder(Responder, Protocol):
+    extra_headers: list[tuple[str, str]]
+
+
+AllowRequest = Callable[[Request], "bool | Awaitable[bool | None] | None"]
+HttpHandler = Callable[[Request], Awaitable[HttpResponse]]
+
+
+class EngineServer:
+    """An Engine.IO v4 server.
+
+    Times are in seconds, sizes in bytes. Handlers::
+
+        @server.on("connection")
+        def connected(session): ...
+
+        @server.on("message")
+        def message(session, data): ...      # str for text, bytes for binary
+
+        @server.on("close")
+        def closed(session, reason): ...
+
+    Plain functions are called inline; coroutine functions are run as tasks.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: str = "/engine.io/",
+        ping_interval: float = 25.0,
+        ping_timeout: float = 20.0,
+        upgrade_timeout: float = 10.0,
+        max_http_buffer_size: int = 1_000_000,
+        transports: tuple[str, ...] | list[str] = ("polling", "websocket"),
+        allow_upgrades: bool = True,
+        cors: CorsOptions | None = None,
+        cookie: CookieOptions | bool | None = None,
+        allow_request: AllowRequest | None = None,
+        per_message_deflate: bool = False,
+        write_buffer_high_water: int = 64 * 1024,
+        max_write_buffer: int = 4 * 1024 * 1024,
+        max_header_size: int = 16 * 1024,
+        header_timeout: float = 10.0,
+        keepalive_timeout: float = 5.0,
+        http_handler: HttpHandler | None = None,
+    ) -> None:
+        for name in transports:
+            if name not in ("polling", "websocket"):
+                raise ValueError(f"unknown transport {name!r}")
+        if not path.endswith("/"):
+            path += "/"
+        self.path = path
+        self.transports = tuple(transports)
+        self.allow_upgrades = allow_upgrades
+        self.max_http_buffer_size = max_http_buffer_size
+        self.cors = cors
+        self.cookie = CookieOptions() if cookie is True else (cookie or None)
+        self.allow_request = allow_request
+        self.per_message_deflate = per_message_deflate
+        self.max_header_size = max_header_size
+        self.header_timeout = header_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self.http_handler = http_handler
+        upgrades = ("websocket",) if allow_upgrades and "websocket" in self.transports else ()
+        self.session_config = SessionConfig(
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            upgrade_timeout=upgrade_timeout,
+            max_payload=max_http_buffer_size,
+            upgrades=upgrades,
+            write_buffer_high_water=write_buffer_high_water,
+            max_write_buffer=max_write_buffer,
+        )
+        self.sessions: dict[str, Session] = {}
+        self._handlers: dict[str, list[Callable[..., Any]]] = {e: [] for e in _EVENTS}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: set[HttpProtocol] = set()
+        self._closing = False
+
+    # ------------------------------------------------------------------ handlers
+
+    def on(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
+        """Register a handler, directly or as a decorator."""
+        if event not in self._handlers:
+            raise ValueError(f"unknown event {event!r}; expected one of {_EVENTS}")
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self._handlers[event].append(fn)
+            return fn
+
+        return register(handler) if handler is not None else register
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for handler in self._handlers[event]:
+            self.call_handler(handler, *args)
+
+    def call_handler(self, handler: Callable[..., Any], *args: Any) -> None:
+        """Run an application handler; its errors are logged, never raised into I/O."""
+        try:
+            result = handler(*args)
+        except Exception:
+            logger.exception("error in handler %r", handler)
+            return
+        if inspect.isawaitable(result):
+            self.spawn(result)
+
+    def spawn(self, awaitable: Awaitable[Any]) -> asyncio.Task[Any]:
+        """Run a coroutine as a task the server keeps track of (and logs the errors of)."""
+        task = asyncio.ensure_future(awaitable)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("error in handler task", exc_info=task.exception())
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    @property
+    def clients_count(self) -> int:
+        return len(self.sessions)
+
+    # ------------------------------------------------------------------ HTTP requests
+
+    def handles(self, url: str) -> bool:
+        return url.startswith(self.path)
+
+    def handle_request(self, request: Request, responder: RequestResponder) -> None:
+        """Answer one HTTP request to the engine path (polling, preflight, errors)."""
+        cors = self.cors
+        if cors is not None:
+            if request.method == "OPTIONS":
+                headers = cors.preflight_headers(
+                    request.origin, request.headers.get("access-control-request-headers")
+                )
+                responder.extra_headers = headers
+                responder.respond(204, [("Content-Length", "0")], b"")
+                return
+            responder.extra_headers = cors.response_headers(request.origin)
+        code = self._verify(request)
+        if code is not None:
+            self._abort_request(request, responder, code)
+            return
+        sid = request.query.get("sid")
+        if sid:
+            session = self.sessions[sid]
+            transport = session.transport
+            assert isinstance(transport, PollingTransport)
+            self._add_hook_headers(request, responder, initial=False)
+            if request.method == "GET":
+                transport.on_poll(responder)
+            elif request.method == "POST":
+                if request.body_too_large:
+                    responder.respond(413, [], b"")
+                    session.on_transport_error(transport, "payload too large")
+                else:
+                    transport.on_data(request.body, responder)
+            else:
+                responder.respond(500, [], b"")
+            return
+        if self.allow_request is not None:
+            self._check_then(request, lambda: self._handshake_polling(request, responder),
+                             lambda code, msg: self._abort_request(request, responder, code, msg))
+            return
+        self._handshake_polling(request, responder)
+
+    def _verify(self, request: Request) -> int | None:
+        """Node's ``verify()`` without ``allowRequest``: an error code, or None."""
+        transport = request.query.get("transport")
+        if transport not in self.transports:
+            return UNKNOWN_TRANSPORT
+        sid = request.query.get("sid")
+        if sid:
+            session = self.sessions.get(sid)
+            if session is None:
+                return UNKNOWN_SID
+            if not request.upgrade and session.transport.name != transport:
+                return BAD_REQUEST
+            return None
+        if request.method != "GET":
+            return BAD_HANDSHAKE_METHOD
+        if transport == "websocket" and not request.upgrade:
+            return BAD_REQUEST
+        return None
+
+    def _check_then(
+        self,
+        request: Request,
+        proceed: Callable[[], None],
+        refuse: Callable[[int, str | None], None],
+    ) -> None:
+        """Run ``allow_request`` (sync or async), then proceed or refuse."""
+        assert self.allow_request is not None
+
+        def decide(result: Any, error: BaseException | None) -> None:
+            if isinstance(error, Forbidden):
+                refuse(FORBIDDEN, error.message)
+            elif error is not None:
+                logger.error("allow_request failed", exc_info=error)
+                refuse(FORBIDDEN, None)
+            elif result is False:
+                refuse(FORBIDDEN, None)
+            else:
+                proceed()
+
+        try:
+            result = self.allow_request(request)
+        except Exception as exc:
+            decide(None, exc)
+            return
+        if not inspect.isawaitable(result):
+            decide(result, None)
+            return
+
+        async def wait() -> None:
+            try:
+                value = await result
+            except Exception as exc:
+                decide(None, exc)
+            else:
+                decide(value, None)
+
+        self.spawn(wait())
+
+    def _abort_request(
+        self, request: Request, responder: Responder, code: int, message: str | None = None
+    ) -> None:
+        self._emit("connection_error", request, code, ERROR_MESSAGES[code])
+        status = 403 if code == FORBIDDEN else 400
+        body = orjson.dumps({"code": code, "message": message or ERROR_MESSAGES[code]})
+        responder.respond(status, [("Content-Type", "application/json")], body)
+
+    def _add_hook_headers(
+        self, request: Request, responder: RequestResponder, *, initial: bool
+    ) -> None:
+        if not (initial or self._handlers["headers"]):
+            return
+        headers = responder.extra_headers = list(responder.extra_headers)
+        if initial:
+            if self.cookie is not None:
+                sid = request.query.get("sid", "")
+                headers.append(("Set-Cookie", self.cookie.header(sid)))
+            for hook in self._handlers["initial_headers"]:
+                hook(headers, request)
+        for hook in self._handlers["headers"]:
+            hook(headers, request)
+
+    def _new_session(self, request: Request, transport: Any) -> Session:
+        sid = self.generate_id()
+        session = Session(sid, transport, self.session_config, self.loop, request=request)
+        transport.session = session
+        session.on_message = self._on_session_message
+        session.on_close = self._on_session_close
+        return session
+
+    def generate_id(self) -> str:
+        """A new session id: 20 URL-safe characters, like Node's base64id."""
+        while True:
+            sid = secrets.token_urlsafe(15)
+            if sid not in self.sessions:
+                return sid
+
+    def _handshake_polling(self, request: Request, responder: RequestResponder) -> None:
+        if request.query.get("EIO") != "4":
+            self._abort_request(request, responder, UNSUPPORTED_PROTOCOL_VERSION)
+            return
+        if self._closing:
+            self._abort_request(request, responder, BAD_REQUEST)
+            return
+        transport = PollingTransport(self.loop)
+        session = self._new_session(request, transport)
+        request.query["sid"] = session.sid  # so the cookie and hooks see it
+        self._add_hook_headers(request, responder, initial=True)
+        del request.query["sid"]
+        self.sessions[session.sid] = session
+        session.open()
+        transport.on_poll(responder)
+        self._emit("connection", session)
+
+    # ------------------------------------------------------------------ WebSocket
+
+    def handle_websocket(self, request: Request, acceptor: UpgradeAcceptor) -> None:
+        """Answer a WebSocket upgrade request to the engine path."""
+        code = self._verify(request)
+        if code is not None:
+            self._abort_upgrade(request, acceptor, code)
+            return
+        if self.allow_request is not None:
+            self._check_then(
+                request,
+                lambda: self._accept_websocket(request, acceptor),
+                lambda code, msg: self._abort_upgrade(request, acceptor, code, msg),
+            )
+            return
+        self._accept_websocket(request, acceptor)
+
+    def _abort_upgrade(
+        self, request: Request, acceptor: UpgradeAcceptor, code: int, message: str | None = None
+    ) -> None:
+        # Node answers every refused upgrade with a bare 400 and a text/html message.
+        self._emit("connection_error", request, code, ERROR_MESSAGES[code])
+        body = (message or ERROR_MESSAGES[code]).encode()
+        acceptor.reject(400, body, [("Connection", "close"), ("Content-type", "text/html")])
+
+    def _accept_websocket(self, request: Request, acceptor: UpgradeAcceptor) -> None:
+        sid = request.query.get("sid")
+        if not sid and request.query.get("EIO") != "4":
+            self._abort_upgrade(request, acceptor, UNSUPPORTED_PROTOCOL_VERSION)
+            return
+        if not sid and self._closing:
+            self._abort_upgrade(request, acceptor, BAD_REQUEST)
+            return
+        try:
+            headers, extensions = negotiate(
+                request.headers, per_message_deflate=self.per_message_deflate
+            )
+        except HandshakeError as exc:
+            logger.debug("bad websocket handshake: %s", exc)
+            self._abort_upgrade(request, acceptor, BAD_REQUEST)
+            return
+        cors = self.cors
+        if cors is not None:
+            headers.extend(cors.response_headers(request.origin))
+        if sid:
+            session = self.sessions.get(sid)
+            if session is None:  # closed while allow_request ran
+                self._abort_upgrade(request, acceptor, UNKNOWN_SID)
+                return
+            transport = acceptor.accept(headers, extensions)
+            if transport is None:
+                return
+            transport.session = session
+            session.begin_upgrade(transport)
+            return
+        session_holder: list[Session] = []
+        sid_for_hooks = self.generate_id()
+        request.query["sid"] = sid_for_hooks
+        holder = _HeaderList(headers)
+        self._add_hook_headers(request, holder, initial=True)
+        del request.query["sid"]
+        transport = acceptor.accept(holder.extra_headers, extensions)
+        if transport is None:
+            return
+        session = Session(sid_for_hooks, transport, self.session_config, self.loop,
+                          request=request)
+        transport.session = session
+        session.on_message = self._on_session_message
+        session.on_close = self._on_session_close
+        session_holder.append(session)
+        self.sessions[session.sid] = session
+        session.open()
+        self._emit("connection", session)
+
+    # ------------------------------------------------------------------ session events
+
+    def _on_session_message(self, session: Session, data: str | bytes) -> None:
+        for handler in self._handlers["message"]:
+            self.call_handler(handler, session, data)
+
+    def _on_session_close(self, session: Session, reason: str) -> None:
+        self.sessions.pop(session.sid, None)
+        self._emit("close", session, reason)
+
+    # ------------------------------------------------------------------ running
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
+        """Listen on host:port inside the running loop, without blocking.
+
+        Extra keyword arguments go to ``loop.create_server`` (``ssl``, ``backlog``...).
+        """
+        from .http import HttpProtocol
+
+        loop = self.loop
+        kwargs.setdefault("backlog", 2048)
+        self._server = await loop.create_server(
+            lambda: HttpProtocol(self), host, port, **kwargs
+        )
+
+    @property
+    def port(self) -> int:
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("server is not listening")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self, reason: str = "server shutting down", timeout: float = 5.0) -> None:
+        """Stop accepting, close every session (peers get a close), close connections."""
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for session in list(self.sessions.values()):
+            session.close(reason, discard=True)
+        for connection in list(self._connections):
+            connection.close_when_idle()
+        if self._server is not None:
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), timeout)
+            except TimeoutError:
+                for connection in list(self._connections):
+                    connection.abort()
+            self._server = None
+        if self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
+        """Listen and serve until cancelled, then shut down gracefully."""
+        await self.start(host, port, **kwargs)
+        try:
+            await asyncio.Future()
+        finally:
+            await self.stop()
+
+
+class _HeaderList:
+    """Collects hook headers for a WebSocket handshake (shaped like a responder)."""
+
+    __slots__ = ("extra_headers",)
+
+    def __init__(self, headers: list[tuple[str, str]]) -> None:
+        self.extra_headers = headers
+
+    def respond(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        raise RuntimeError("not a responder")

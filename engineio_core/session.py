@@ -1,0 +1,468 @@
+"""Engine.IO session state machine: heartbeats, upgrades, buffering. Sans-I/O.
+
+The session never touches a socket or the event loop directly. It is driven by calls
+(``receive``, ``send``, ``close``, timer callbacks) and acts through two narrow seams:
+
+* a ``Transport`` (polling or WebSocket) that writes packets for it, and
+* a ``Clock`` with ``time()`` and ``call_at(when, callback)``. An asyncio event loop is a
+  Clock as it is; tests pass a fake one and move time by hand.
+
+Rules (in the spirit of h11's _state.py):
+
+* States go OPEN -> (UPGRADING -> OPEN)* -> CLOSING -> CLOSED, or straight to CLOSED.
+  OPENING exists only between construction and ``open()``.
+* Only packets from the current transport are application data. Packets from an upgrade
+  candidate drive the probe dance and nothing else.
+* Every way out goes through ``_on_close``, exactly once, which cancels every timer.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import orjson
+
+from .packet import OutgoingPacket, Packet, PacketType
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Clock", "Session", "SessionConfig", "SessionState", "TimerHandle", "Transport"]
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    def time(self) -> float: ...
+
+    def call_at(self, when: float, callback: Callable[..., object], /) -> TimerHandle: ...
+
+
+class Transport(Protocol):
+    """What a session needs from a transport. Implemented by the I/O layer."""
+
+    name: str
+    #: True when ``send`` would put bytes on the wire now (WebSocket open, or a pending
+    #: long-polling GET), False when packets would have to wait in the session buffer.
+    writable: bool
+
+    def send(self, packets: list[OutgoingPacket]) -> None: ...
+
+    def buffered_amount(self) -> int:
+        """Bytes written but not yet accepted by the peer's socket."""
+        ...
+
+    def close(self, callback: Callable[[], object] | None = None) -> None:
+        """Close the transport in an orderly way (the peer is told when possible).
+
+        ``callback`` runs once the peer has been told, or could not be.
+        """
+        ...
+
+    def discard(self) -> None:
+        """Forget the transport after an upgrade: it must not deliver anything more."""
+        ...
+
+
+class SessionState(enum.Enum):
+    OPENING = "opening"
+    OPEN = "open"
+    UPGRADING = "upgrading"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class SessionConfig:
+    """Per-server settings a session reads. Times in seconds, sizes in bytes."""
+
+    __slots__ = (
+        "max_payload",
+        "max_write_buffer",
+        "noop_interval",
+        "ping_interval",
+        "ping_timeout",
+        "upgrade_timeout",
+        "upgrades",
+        "write_buffer_high_water",
+    )
+
+    def __init__(
+        self,
+        *,
+        ping_interval: float = 25.0,
+        ping_timeout: float = 20.0,
+        upgrade_timeout: float = 10.0,
+        max_payload: int = 1_000_000,
+        upgrades: tuple[str, ...] = ("websocket",),
+        write_buffer_high_water: int = 64 * 1024,
+        max_write_buffer: int = 4 * 1024 * 1024,
+        noop_interval: float = 0.1,
+    ) -> None:
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.upgrade_timeout = upgrade_timeout
+        self.max_payload = max_payload
+        self.upgrades = upgrades
+        self.write_buffer_high_water = write_buffer_high_water
+        self.max_write_buffer = max_write_buffer
+        self.noop_interval = noop_interval
+
+
+MessageCallback = Callable[["Session", "str | bytes"], object]
+CloseCallback = Callable[["Session", str], object]
+
+_PING = OutgoingPacket(PacketType.PING)
+_NOOP = OutgoingPacket(PacketType.NOOP)
+_PONG_PROBE = OutgoingPacket(PacketType.PONG, "probe")
+
+
+class Session:
+    """One Engine.IO session (one ``sid``), whatever transport currently carries it."""
+
+    __slots__ = (
+        "__weakref__",
+        "_buffered_bytes",
+        "_clock",
+        "_config",
+        "_last_packet_time",
+        "_noop_timer",
+        "_ping_timer",
+        "_pong_timer",
+        "_upgrade_timer",
+        "close_reason",
+        "data",
+        "on_close",
+        "on_message",
+        "request",
+        "sid",
+        "state",
+        "transport",
+        "upgrade_candidate",
+        "upgraded",
+        "write_buffer",
+    )
+
+    def __init__(
+        self,
+        sid: str,
+        transport: Transport,
+        config: SessionConfig,
+        clock: Clock,
+        *,
+        request: Any = None,
+    ) -> None:
+        self.sid = sid
+        self.transport = transport
+        self.request = request
+        self._config = config
+        self._clock = clock
+        self.state = SessionState.OPENING
+        self.upgraded = False
+        self.upgrade_candidate: Transport | None = None
+        self.write_buffer: list[OutgoingPacket] = []
+        self._buffered_bytes = 0
+        self._ping_timer: TimerHandle | None = None
+        self._pong_timer: TimerHandle | None = None
+        self._upgrade_timer: TimerHandle | None = None
+        self._noop_timer: TimerHandle | None = None
+        self._last_packet_time = 0.0
+        self.close_reason: str | None = None
+        #: Free slot for the layer above (Socket.IO keeps its client object here).
+        self.data: Any = None
+        self.on_message: MessageCallback | None = None
+        self.on_close: CloseCallback | None = None
+
+    def __repr__(self) -> str:
+        return f"<Session {self.sid} {self.state.value} {self.transport.name}>"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def open(self) -> None:
+        """Send the handshake packet and start the heartbeat."""
+        if self.state is not SessionState.OPENING:
+            raise RuntimeError("session already opened")
+        self.state = SessionState.OPEN
+        config = self._config
+        upgrades = list(config.upgrades) if self.transport.name == "polling" else []
+        handshake = orjson.dumps(
+            {
+                "sid": self.sid,
+                "upgrades": upgrades,
+                "pingInterval": _ms(config.ping_interval),
+                "pingTimeout": _ms(config.ping_timeout),
+                "maxPayload": config.max_payload,
+            }
+        ).decode()
+        self._last_packet_time = self._clock.time()
+        self._send(OutgoingPacket(PacketType.OPEN, handshake))
+        self._schedule_ping()
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is SessionState.OPEN or self.state is SessionState.UPGRADING
+
+    def close(self, reason: str = "forced close", *, discard: bool = False) -> None:
+        """Close the session from the server side.
+
+        Buffered packets are flushed first (on polling, with the next GET), then the
+        transport is closed and ``on_close`` runs with ``reason``. With ``discard`` the
+        transport is closed at once and buffered packets are dropped.
+        """
+        if not self.is_open and self.state is not SessionState.CLOSING:
+            return
+        self.state = SessionState.CLOSING
+        if self.close_reason is None:
+            self.close_reason = reason
+        if discard or not self.write_buffer:
+            self._close_transport()
+        # Otherwise ``_flush`` closes the transport once the buffer has drained.
+
+    def _close_transport(self) -> None:
+        # The session stays registered (CLOSING) until the transport has told the peer:
+        # on polling that can take until the client's next GET.
+        reason = self.close_reason or "forced close"
+        self.transport.close(lambda: self._on_close(reason))
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, data: str | bytes | bytearray | memoryview, *, volatile: bool = False) -> bool:
+        """Send one message. Returns False if it was dropped (see ``send_packet``)."""
+        return self.send_packet(OutgoingPacket.message(data), volatile=volatile)
+
+    def send_packet(self, packet: OutgoingPacket, *, volatile: bool = False) -> bool:
+        """Queue a pre-encoded packet; the same object may be given to many sessions.
+
+        Slow consumer policy: a volatile packet is dropped when the transport cannot take
+        it now or already holds more than ``write_buffer_high_water`` bytes. When the bytes
+        waiting for this peer pass ``max_write_buffer``, the session is closed with
+        ``transport error``: a peer that stops reading cannot grow server memory forever.
+        Returns True if the packet was queued or written.
+        """
+        if not self.is_open:
+            return False
+        transport = self.transport
+        if volatile and (
+            not transport.writable
+            or self.state is SessionState.UPGRADING
+            or transport.buffered_amount() > self._config.write_buffer_high_water
+        ):
+            return False
+        if transport.writable and not self.write_buffer:
+            # Hot path: straight to the wire, no list kept.
+            transport.send([packet])
+            if transport.buffered_amount() > self._config.max_write_buffer:
+                logger.info("session %s: peer is not reading, closing", self.sid)
+                self.close("transport error", discard=True)
+            return True
+        self.write_buffer.append(packet)
+        self._buffered_bytes += len(packet.polling_text)
+        if self._buffered_bytes > self._config.max_write_buffer:
+            logger.info("session %s: %d bytes waiting, closing", self.sid, self._buffered_bytes)
+            self.close("transport error", discard=True)
+            return False
+        self._flush()
+        return True
+
+    def _send(self, packet: OutgoingPacket) -> None:
+        self.write_buffer.append(packet)
+        self._flush()
+
+    def _flush(self) -> None:
+        if self.state is SessionState.CLOSED or not self.write_buffer:
+            return
+        transport = self.transport
+        if not transport.writable:
+            return
+        packets = self.write_buffer
+        self.write_buffer = []
+        self._buffered_bytes = 0
+        transport.send(packets)
+        if self.state is SessionState.CLOSING:
+            self._close_transport()
+
+    def on_transport_ready(self, transport: Transport) -> None:
+        """The transport became writable (a long-polling GET arrived)."""
+        if transport is self.transport:
+            self._flush()
+
+    # ------------------------------------------------------------------ receiving
+
+    def receive(self, transport: Transport, packet: Packet) -> None:
+        """A packet arrived on ``transport``."""
+        if transport is not self.transport:
+            if transport is self.upgrade_candidate:
+                self._receive_upgrade_packet(transport, packet)
+            return
+        if not self.is_open:
+            return
+        self._last_packet_time = self._clock.time()
+        ptype = packet.type
+        if ptype is PacketType.MESSAGE:
+            if self.on_message is not None:
+                self.on_message(self, packet.data)
+        elif ptype is PacketType.PONG:
+            if self._pong_timer is not None:
+                self._pong_timer.cancel()
+                self._pong_timer = None
+            self._schedule_ping()
+        elif ptype is PacketType.CLOSE:
+            self._close_from_transport(transport, "transport close")
+        elif ptype is PacketType.PING:
+            # v4 clients never ping; the reference treats it as a transport error.
+            self.on_transport_error(transport, "invalid heartbeat direction")
+        # OPEN, UPGRADE and NOOP from a client on the current transport mean nothing.
+
+    def on_parse_error(self, transport: Transport) -> None:
+        """The transport received bytes that are not Engine.IO."""
+        if transport is self.transport:
+            self._close_from_transport(transport, "parse error")
+        elif transport is self.upgrade_candidate:
+            self._abort_upgrade()
+
+    def on_transport_error(self, transport: Transport, description: str = "") -> None:
+        if transport is self.transport:
+            logger.debug("session %s: transport error: %s", self.sid, description)
+            self._close_from_transport(transport, "transport error")
+        elif transport is self.upgrade_candidate:
+            self._abort_upgrade()
+
+    def on_transport_close(self, transport: Transport) -> None:
+        """The peer closed the transport (TCP or WebSocket close)."""
+        if transport is self.transport:
+            self._close_from_transport(transport, "transport close")
+        elif transport is self.upgrade_candidate:
+            self._abort_upgrade()
+
+    def _close_from_transport(self, transport: Transport, reason: str) -> None:
+        if self.state is SessionState.CLOSED:
+            return
+        self._on_close(reason)
+        transport.close()
+
+    # ------------------------------------------------------------------ upgrade
+
+    def begin_upgrade(self, transport: Transport) -> bool:
+        """A WebSocket arrived for this sid. Returns False (and closes it) if refused."""
+        if self.state is not SessionState.OPEN or self.upgraded:
+            transport.close()
+            return False
+        self.state = SessionState.UPGRADING
+        self.upgrade_candidate = transport
+        clock = self._clock
+        self._upgrade_timer = clock.call_at(
+            clock.time() + self._config.upgrade_timeout, self._abort_upgrade
+        )
+        return True
+
+    def _receive_upgrade_packet(self, transport: Transport, packet: Packet) -> None:
+        if packet.type is PacketType.PING and packet.data == "probe":
+            transport.send([_PONG_PROBE])
+            self._cancel_noop()
+            self._schedule_noop()
+        elif packet.type is PacketType.UPGRADE and self.state is not SessionState.CLOSED:
+            self._cancel_upgrade_timers()
+            old = self.transport
+            old.discard()
+            self.upgrade_candidate = None
+            self.upgraded = True
+            self.transport = transport
+            if self.state is SessionState.UPGRADING:
+                self.state = SessionState.OPEN
+            self._flush()
+            if self.state is SessionState.CLOSING:
+                self._close_transport()
+        else:
+            self._abort_upgrade()
+
+    def _schedule_noop(self) -> None:
+        clock = self._clock
+        self._noop_timer = clock.call_at(clock.time() + self._config.noop_interval, self._on_noop)
+
+    def _on_noop(self) -> None:
+        # Releases the pending polling GET so the client can pause polling and finish.
+        self._noop_timer = None
+        if self.state is not SessionState.UPGRADING:
+            return
+        transport = self.transport
+        if transport.name == "polling" and transport.writable:
+            transport.send([_NOOP])
+        self._schedule_noop()
+
+    def _cancel_noop(self) -> None:
+        if self._noop_timer is not None:
+            self._noop_timer.cancel()
+            self._noop_timer = None
+
+    def _cancel_upgrade_timers(self) -> None:
+        self._cancel_noop()
+        if self._upgrade_timer is not None:
+            self._upgrade_timer.cancel()
+            self._upgrade_timer = None
+
+    def _abort_upgrade(self) -> None:
+        candidate = self.upgrade_candidate
+        self._cancel_upgrade_timers()
+        self.upgrade_candidate = None
+        if self.state is SessionState.UPGRADING:
+            self.state = SessionState.OPEN
+        if candidate is not None:
+            candidate.close()
+
+    # ------------------------------------------------------------------ heartbeat
+
+    def _schedule_ping(self) -> None:
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+        clock = self._clock
+        self._ping_timer = clock.call_at(clock.time() + self._config.ping_interval, self._on_ping)
+
+    def _on_ping(self) -> None:
+        self._ping_timer = None
+        if not self.is_open:
+            return
+        self._send(_PING)
+        clock = self._clock
+        self._pong_timer = clock.call_at(
+            clock.time() + self._config.ping_timeout, self._on_pong_timeout
+        )
+
+    def _on_pong_timeout(self) -> None:
+        self._pong_timer = None
+        if self.state is SessionState.CLOSED:
+            return
+        # Like the reference: a peer that is visibly sending packets gets more time.
+        clock = self._clock
+        timeout = self._config.ping_timeout
+        elapsed = clock.time() - self._last_packet_time
+        if elapsed < timeout:
+            self._pong_timer = clock.call_at(
+                self._last_packet_time + timeout, self._on_pong_timeout
+            )
+            return
+        self._close_from_transport(self.transport, "ping timeout")
+
+    # ------------------------------------------------------------------ closing
+
+    def _on_close(self, reason: str) -> None:
+        if self.state is SessionState.CLOSED:
+            return
+        self.state = SessionState.CLOSED
+        self.close_reason = reason
+        for timer in (self._ping_timer, self._pong_timer):
+            if timer is not None:
+                timer.cancel()
+        self._ping_timer = self._pong_timer = None
+        if self.upgrade_candidate is not None:
+            self._abort_upgrade()
+        self.write_buffer = []
+        self._buffered_bytes = 0
+        if self.on_close is not None:
+            self.on_close(self, reason)
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
