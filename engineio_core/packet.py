@@ -102,7 +102,7 @@ def _decode_polling_packet(text: str) -> Packet:
     if text[:1] == "b":
         try:
             return Packet(PacketType.MESSAGE, binascii.a2b_base64(text[1:], strict_mode=True))
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error, or non-ASCII characters
             raise ProtocolError(f"invalid base64 in binary packet: {exc}") from None
     return decode_packet(text)
 
