@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import h11
 
 from .request import HttpResponse, Request, parse_query
-from .websocket import WebSocketTransport
+from .websocket import HandshakeError, WebSocketTransport, negotiate
 
 if TYPE_CHECKING:
     from websockets.extensions import Extension
@@ -188,6 +188,16 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 responder.respond(404, [("Content-Type", "text/plain")], b"Not Found")
         elif upgrade:
+            try:
+                responder.ws_headers, responder.ws_extensions = negotiate(
+                    headers, per_message_deflate=server.per_message_deflate
+                )
+            except HandshakeError as exc:
+                logger.debug("bad websocket handshake: %s", exc)
+                responder.reject(
+                    400, b"Bad request", [("Connection", "close"), ("Content-type", "text/html")]
+                )
+                return
             server.handle_websocket(request, responder)
         else:
             server.handle_request(request, responder)
@@ -269,20 +279,23 @@ class HttpProtocol(asyncio.Protocol):
         self._close()
 
     def _switch_to_websocket(
-        self, responder: _Responder, headers: list[tuple[str, str]], extensions: list[Extension]
+        self, responder: _Responder, headers: list[tuple[str, str]]
     ) -> WebSocketTransport | None:
         if responder is not self._busy or self._closed or self._transport is None:
             return None
         self._busy = None
         conn = self._conn
-        raw = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
+        raw = [
+            (n.encode("latin-1"), v.encode("latin-1"))
+            for n, v in (*responder.ws_headers, *headers)
+        ]
         self._transport.write(conn.send(h11.InformationalResponse(status_code=101, headers=raw)))
         trailing, _ = conn.trailing_data
         ws = WebSocketTransport(
             self._transport,
             self.server.loop,
             max_message_size=self.server.max_http_buffer_size,
-            extensions=extensions,
+            extensions=responder.ws_extensions,
         )
         self._ws = ws
         if trailing:
@@ -351,12 +364,14 @@ def _reason(status: int) -> bytes:
 class _Responder:
     """Answers one request on an HttpProtocol; see ``polling.Responder``."""
 
-    __slots__ = ("extra_headers", "protocol", "request")
+    __slots__ = ("extra_headers", "protocol", "request", "ws_extensions", "ws_headers")
 
     def __init__(self, protocol: HttpProtocol, request: Request) -> None:
         self.protocol = protocol
         self.request = request
         self.extra_headers: list[tuple[str, str]] = []
+        self.ws_headers: list[tuple[str, str]] = []
+        self.ws_extensions: list[Extension] = []
 
     def respond(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         self.protocol._send_response(self, status, headers, body)
@@ -368,10 +383,8 @@ class _Responder:
             transport.on_poll_aborted(self)
 
     # UpgradeAcceptor
-    def accept(
-        self, headers: list[tuple[str, str]], extensions: list[Extension]
-    ) -> WebSocketTransport | None:
-        return self.protocol._switch_to_websocket(self, headers, extensions)
+    def accept(self, headers: list[tuple[str, str]]) -> WebSocketTransport | None:
+        return self.protocol._switch_to_websocket(self, headers)
 
     def reject(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
         self.protocol._reject_upgrade(self, status, body, headers)

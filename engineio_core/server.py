@@ -19,11 +19,8 @@ from .cors import CorsOptions
 from .polling import PollingTransport, Responder
 from .request import HttpResponse, Request
 from .session import Session, SessionConfig
-from .websocket import HandshakeError, WebSocketTransport, negotiate
 
 if TYPE_CHECKING:
-    from websockets.extensions import Extension
-
     from .http import HttpProtocol
 
 logger = logging.getLogger(__name__)
@@ -85,10 +82,11 @@ class UpgradeAcceptor(Protocol):
 
     def reject(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None: ...
 
-    def accept(
-        self, headers: list[tuple[str, str]], extensions: list[Extension]
-    ) -> WebSocketTransport | None:
-        """Send the 101 and return the transport; None if the peer is already gone."""
+    def accept(self, headers: list[tuple[str, str]]) -> Any:
+        """Switch protocols, adding ``headers``; return the Transport, None if the peer left.
+
+        The acceptor validated the WebSocket handshake itself before the server saw it.
+        """
         ...
 
 
@@ -347,20 +345,21 @@ class EngineServer:
         for hook in self._handlers["headers"]:
             hook(headers, request)
 
-    def _new_session(self, request: Request, transport: Any) -> Session:
-        sid = self.generate_id()
-        session = Session(sid, transport, self.session_config, self.loop, request=request)
-        transport.session = session
-        session.on_message = self._on_session_message
-        session.on_close = self._on_session_close
-        return session
-
     def generate_id(self) -> str:
         """A new session id: 20 URL-safe characters, like Node's base64id."""
         while True:
             sid = secrets.token_urlsafe(15)
             if sid not in self.sessions:
                 return sid
+
+    def _open_session(self, sid: str, request: Request, transport: Any) -> Session:
+        session = Session(sid, transport, self.session_config, self.loop, request=request)
+        transport.session = session
+        session.on_message = self._on_session_message
+        session.on_close = self._on_session_close
+        self.sessions[sid] = session
+        session.open()
+        return session
 
     def _handshake_polling(self, request: Request, responder: RequestResponder) -> None:
         if request.query.get("EIO") != "4":
@@ -369,13 +368,12 @@ class EngineServer:
         if self._closing:
             self._abort_request(request, responder, BAD_REQUEST)
             return
-        transport = PollingTransport(self.loop)
-        session = self._new_session(request, transport)
-        request.query["sid"] = session.sid  # so the cookie and hooks see it
+        sid = self.generate_id()
+        request.query["sid"] = sid  # so the cookie and hooks see it
         self._add_hook_headers(request, responder, initial=True)
         del request.query["sid"]
-        self.sessions[session.sid] = session
-        session.open()
+        transport = PollingTransport(self.loop)
+        session = self._open_session(sid, request, transport)
         transport.on_poll(responder)
         self._emit("connection", session)
 
@@ -406,52 +404,37 @@ class EngineServer:
 
     def _accept_websocket(self, request: Request, acceptor: UpgradeAcceptor) -> None:
         sid = request.query.get("sid")
-        if not sid and request.query.get("EIO") != "4":
-            self._abort_upgrade(request, acceptor, UNSUPPORTED_PROTOCOL_VERSION)
-            return
-        if not sid and self._closing:
-            self._abort_upgrade(request, acceptor, BAD_REQUEST)
-            return
-        try:
-            headers, extensions = negotiate(
-                request.headers, per_message_deflate=self.per_message_deflate
-            )
-        except HandshakeError as exc:
-            logger.debug("bad websocket handshake: %s", exc)
-            self._abort_upgrade(request, acceptor, BAD_REQUEST)
-            return
-        cors = self.cors
-        if cors is not None:
-            headers.extend(cors.response_headers(request.origin))
         if sid:
             session = self.sessions.get(sid)
             if session is None:  # closed while allow_request ran
                 self._abort_upgrade(request, acceptor, UNKNOWN_SID)
                 return
-            transport = acceptor.accept(headers, extensions)
-            if transport is None:
-                return
-            transport.session = session
-            session.begin_upgrade(transport)
+            transport = acceptor.accept(self._cors_headers(request))
+            if transport is not None:
+                transport.session = session
+                # Refused (and the WebSocket closed) if already upgrading or upgraded,
+                # as the reference does.
+                session.begin_upgrade(transport)
             return
-        session_holder: list[Session] = []
-        sid_for_hooks = self.generate_id()
-        request.query["sid"] = sid_for_hooks
-        holder = _HeaderList(headers)
+        if request.query.get("EIO") != "4":
+            self._abort_upgrade(request, acceptor, UNSUPPORTED_PROTOCOL_VERSION)
+            return
+        if self._closing:
+            self._abort_upgrade(request, acceptor, BAD_REQUEST)
+            return
+        sid = self.generate_id()
+        holder = _HeaderCollector(self._cors_headers(request))
+        request.query["sid"] = sid  # so the cookie and hooks see it
         self._add_hook_headers(request, holder, initial=True)
         del request.query["sid"]
-        transport = acceptor.accept(holder.extra_headers, extensions)
+        transport = acceptor.accept(holder.extra_headers)
         if transport is None:
             return
-        session = Session(sid_for_hooks, transport, self.session_config, self.loop,
-                          request=request)
-        transport.session = session
-        session.on_message = self._on_session_message
-        session.on_close = self._on_session_close
-        session_holder.append(session)
-        self.sessions[session.sid] = session
-        session.open()
+        session = self._open_session(sid, request, transport)
         self._emit("connection", session)
+
+    def _cors_headers(self, request: Request) -> list[tuple[str, str]]:
+        return self.cors.response_headers(request.origin) if self.cors is not None else []
 
     # ------------------------------------------------------------------ session events
 
@@ -514,7 +497,7 @@ class EngineServer:
             await self.stop()
 
 
-class _HeaderList:
+class _HeaderCollector:
     """Collects hook headers for a WebSocket handshake (shaped like a responder)."""
 
     __slots__ = ("extra_headers",)
