@@ -23,6 +23,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--transports", default="polling,websocket")
     parser.add_argument("--cors", metavar="ORIGIN", help="allowed origin; '*' for any")
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument(
+        "--asgi", action="store_true", help="serve through the ASGI adapter under uvicorn"
+    )
     return parser.parse_args(argv)
 
 
@@ -41,14 +44,39 @@ async def main(args: argparse.Namespace) -> None:
     def echo(session, data):  # type: ignore[no-untyped-def]
         session.send(data)
 
-    await server.start(args.host, args.port)
-    print(f"LISTENING {server.port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if args.asgi:
+        await serve_asgi(server, args, stop)
+        return
+    await server.start(args.host, args.port)
+    print(f"LISTENING {server.port}", flush=True)
     await stop.wait()
     await server.stop()
+
+
+async def serve_asgi(server: EngineServer, args: argparse.Namespace, stop: asyncio.Event) -> None:
+    import uvicorn
+
+    from .asgi import EngineASGIApp
+
+    config = uvicorn.Config(
+        EngineASGIApp(server), host=args.host, port=args.port, log_level="warning", lifespan="on"
+    )
+    web = uvicorn.Server(config)
+    web.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.ensure_future(web.serve())
+    while not web.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    port = web.servers[0].sockets[0].getsockname()[1]
+    print(f"LISTENING {port}", flush=True)
+    await stop.wait()
+    web.should_exit = True
+    await task
 
 
 if __name__ == "__main__":
