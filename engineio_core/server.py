@@ -251,8 +251,9 @@ class EngineServer:
                 transport.on_poll(responder)
             elif request.method == "POST":
                 if request.body_too_large:
+                    # Like the reference: refuse the body, keep the session. The client
+                    # closes its side on the 413 ("transport error").
                     responder.respond(413, [], b"")
-                    session.on_transport_error(transport, "payload too large")
                 else:
                     transport.on_data(request.body, responder)
             else:

@@ -1,0 +1,263 @@
+"""Socket.IO v5 packet codec (the default JSON parser) with binary attachments. No I/O.
+
+Encoding produces the Engine.IO messages of one packet: a text message, followed by one
+binary message per attachment. Decoding is incremental, because a packet with
+attachments arrives as several Engine.IO messages.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Protocol
+
+import orjson
+
+__all__ = [
+    "RESERVED_EVENTS",
+    "Decoder",
+    "JsonDecoder",
+    "JsonParser",
+    "Packet",
+    "PacketType",
+    "Parser",
+    "ProtocolError",
+    "encode",
+]
+
+#: Event names a client may not send (the reference parser refuses them too).
+RESERVED_EVENTS = frozenset(
+    {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
+)
+
+DEFAULT_MAX_ATTACHMENTS = 10
+_BINARY_TYPES = (bytes, bytearray, memoryview)
+_DUMPS_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+class ProtocolError(ValueError):
+    """The input is not a valid Socket.IO packet."""
+
+
+class PacketType(enum.IntEnum):
+    CONNECT = 0
+    DISCONNECT = 1
+    EVENT = 2
+    ACK = 3
+    CONNECT_ERROR = 4
+    BINARY_EVENT = 5
+    BINARY_ACK = 6
+
+
+_TYPE_BY_CHAR = {str(int(t)): t for t in PacketType}
+
+
+class Packet:
+    """A decoded Socket.IO packet. ``data`` is None when the packet carries no payload."""
+
+    __slots__ = ("data", "id", "nsp", "type")
+
+    def __init__(
+        self, type: PacketType, data: Any = None, nsp: str = "/", id: int | None = None
+    ) -> None:
+        self.type = type
+        self.data = data
+        self.nsp = nsp
+        self.id = id
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Packet)
+            and (self.type, self.nsp, self.id, self.data)
+            == (other.type, other.nsp, other.id, other.data)
+        )
+
+    def __repr__(self) -> str:
+        return f"Packet({self.type.name}, nsp={self.nsp!r}, id={self.id!r}, data={self.data!r})"
+
+
+class Decoder(Protocol):
+    def add(self, data: str | bytes) -> Packet | None:
+        """Feed one Engine.IO message; return a packet once it is complete."""
+        ...
+
+
+class Parser(Protocol):
+    """A wire format for Socket.IO packets (JSON by default, msgpack as an option)."""
+
+    def encode(self, packet: Packet) -> list[str | bytes]: ...
+
+    def decoder(self) -> Decoder: ...
+
+
+# ---------------------------------------------------------------------- encoding
+
+
+def encode(packet: Packet) -> list[str | bytes]:
+    """Encode a packet: a text message, then one binary message per attachment.
+
+    EVENT and ACK packets whose data holds bytes, bytearray or memoryview (at any depth)
+    become BINARY_EVENT / BINARY_ACK with placeholders, in one orjson pass.
+    """
+    ptype = packet.type
+    buffers: list[bytes] = []
+    if packet.data is None:
+        body = ""
+    elif ptype is PacketType.EVENT or ptype is PacketType.ACK:
+
+        def placeholder(obj: Any) -> Any:
+            if isinstance(obj, _BINARY_TYPES):
+                buffers.append(bytes(obj))
+                return {"_placeholder": True, "num": len(buffers) - 1}
+            raise TypeError(f"Type is not JSON serializable: {type(obj).__name__}")
+
+        body = orjson.dumps(packet.data, default=placeholder, option=_DUMPS_OPTIONS).decode()
+        if buffers:
+            ptype = PacketType.BINARY_EVENT if ptype is PacketType.EVENT else PacketType.BINARY_ACK
+    else:
+        body = orjson.dumps(packet.data, option=_DUMPS_OPTIONS).decode()
+    parts = [str(int(ptype))]
+    if buffers:
+        parts.append(f"{len(buffers)}-")
+    if packet.nsp != "/":
+        parts.append(packet.nsp)
+        if packet.id is not None or body:
+            parts.append(",")
+    if packet.id is not None:
+        parts.append(str(packet.id))
+    parts.append(body)
+    return ["".join(parts), *buffers]
+
+
+# ---------------------------------------------------------------------- decoding
+
+
+def _is_object(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def payload_is_valid(ptype: PacketType, data: Any) -> bool:
+    """The reference parser's validity rules for a packet's payload."""
+    if ptype is PacketType.CONNECT:
+        return _is_object(data)
+    if ptype is PacketType.DISCONNECT:
+        return data is None
+    if ptype is PacketType.CONNECT_ERROR:
+        return isinstance(data, str) or _is_object(data)
+    if ptype is PacketType.EVENT or ptype is PacketType.BINARY_EVENT:
+        if not isinstance(data, list) or not data:
+            return False
+        name = data[0]
+        if isinstance(name, str):
+            return name not in RESERVED_EVENTS
+        return isinstance(name, int | float) and not isinstance(name, bool)
+    return isinstance(data, list)  # ACK, BINARY_ACK
+
+
+def decode_text(text: str, max_attachments: int = DEFAULT_MAX_ATTACHMENTS) -> tuple[Packet, int]:
+    """Decode the text part of a packet; returns (packet, attachments still expected)."""
+    if not text:
+        raise ProtocolError("empty packet")
+    ptype = _TYPE_BY_CHAR.get(text[0])
+    if ptype is None:
+        raise ProtocolError(f"unknown packet type {text[0]!r}")
+    i = 1
+    n = len(text)
+    attachments = 0
+    if ptype is PacketType.BINARY_EVENT or ptype is PacketType.BINARY_ACK:
+        dash = text.find("-", 1)
+        count = text[1:dash] if dash > 0 else ""
+        if not count.isdigit() or not count.isascii():
+            raise ProtocolError("illegal attachments")
+        attachments = int(count)
+        if attachments > max_attachments:
+            raise ProtocolError("too many attachments")
+        i = dash + 1
+    nsp = "/"
+    if i < n and text[i] == "/":
+        comma = text.find(",", i)
+        if comma == -1:
+            nsp, i = text[i:], n
+        else:
+            nsp, i = text[i:comma], comma + 1
+    start = i
+    while i < n and "0" <= text[i] <= "9":
+        i += 1
+    packet_id = int(text[start:i]) if i > start else None
+    if i < n:
+        try:
+            data = orjson.loads(text[i:])
+        except orjson.JSONDecodeError:
+            raise ProtocolError("invalid JSON payload") from None
+        # A literal ``null`` is a payload too, and no packet type accepts it.
+        if data is None or not payload_is_valid(ptype, data):
+            raise ProtocolError("invalid payload")
+    elif ptype is PacketType.CONNECT or ptype is PacketType.DISCONNECT:
+        data = None
+    else:
+        # The reference parser lets "2" through with no data; the protocol requires one.
+        raise ProtocolError("missing payload")
+    return Packet(ptype, data, nsp, packet_id), attachments
+
+
+def _reconstruct(data: Any, buffers: list[bytes]) -> Any:
+    if isinstance(data, list):
+        return [_reconstruct(item, buffers) for item in data]
+    if isinstance(data, dict):
+        if data.get("_placeholder") is True:
+            num = data.get("num")
+            if type(num) is int and 0 <= num < len(buffers):
+                return buffers[num]
+            raise ProtocolError("illegal attachments")
+        return {key: _reconstruct(value, buffers) for key, value in data.items()}
+    return data
+
+
+class JsonDecoder:
+    """Incremental decoder for the default parser."""
+
+    __slots__ = ("_buffers", "_expected", "_max_attachments", "_pending")
+
+    def __init__(self, max_attachments: int = DEFAULT_MAX_ATTACHMENTS) -> None:
+        self._max_attachments = max_attachments
+        self._pending: Packet | None = None
+        self._expected = 0
+        self._buffers: list[bytes] = []
+
+    def add(self, data: str | bytes) -> Packet | None:
+        if isinstance(data, str):
+            if self._pending is not None:
+                raise ProtocolError("got plaintext data when reconstructing a packet")
+            packet, attachments = decode_text(data, self._max_attachments)
+            if attachments == 0:
+                if packet.type in (PacketType.BINARY_EVENT, PacketType.BINARY_ACK):
+                    packet.data = _reconstruct(packet.data, [])
+                return packet
+            self._pending = packet
+            self._expected = attachments
+            self._buffers = []
+            return None
+        if self._pending is None:
+            raise ProtocolError("got binary data when not reconstructing a packet")
+        self._buffers.append(bytes(data))
+        if len(self._buffers) < self._expected:
+            return None
+        packet, buffers = self._pending, self._buffers
+        self._pending = None
+        self._buffers = []
+        packet.data = _reconstruct(packet.data, buffers)
+        return packet
+
+
+class JsonParser:
+    """The default Socket.IO parser (``socket.io-parser``)."""
+
+    __slots__ = ("max_attachments",)
+
+    def __init__(self, max_attachments: int = DEFAULT_MAX_ATTACHMENTS) -> None:
+        self.max_attachments = max_attachments
+
+    def encode(self, packet: Packet) -> list[str | bytes]:
+        return encode(packet)
+
+    def decoder(self) -> JsonDecoder:
+        return JsonDecoder(self.max_attachments)
