@@ -20,11 +20,30 @@ import contextlib
 import json
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..interop_support import SERVER_KINDS, ServerHandle, start_server
+
 IO_TIMEOUT = 5.0
 RS = "\x1e"
+
+#: Flags of both servers in the raw tests (times in ms, sizes in bytes).
+RAW_FLAGS: dict[str, Any] = {
+    "ping_interval": 300,
+    "ping_timeout": 200,
+    "max_payload": 1000,
+    "cors": "*",
+}
+ENGINE_PATH = "/engine.io/"
+
+
+@contextlib.contextmanager
+def raw_server(kind: str) -> Iterator[ServerHandle]:
+    """A ``node`` or ``python`` echo server with :data:`RAW_FLAGS` (skips without node)."""
+    with start_server(kind, **RAW_FLAGS) as srv:
+        yield srv
 
 
 # --------------------------------------------------------------------- HTTP
@@ -264,7 +283,9 @@ class PollingSession:
     path: str
     sid: str
     handshake: dict[str, Any]
+    #: Packets seen by :meth:`collect_messages`, and the raw GET bodies they came in.
     received: list[str | bytes] = field(default_factory=list)
+    raw_bodies: list[bytes] = field(default_factory=list)
 
     def url(self, transport: str = "polling", **extra: str) -> str:
         query = f"EIO=4&transport={transport}&sid={self.sid}"
@@ -293,6 +314,7 @@ class PollingSession:
         """One GET; asserts 200 and returns the decoded packets."""
         res = await self.get(timeout=timeout)
         assert res.status == 200, res
+        self.raw_bodies.append(res.body)
         return decode_polling_payload(res.body)
 
     async def collect_messages(
@@ -492,3 +514,62 @@ class RawWebSocket:
         self.writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+
+
+# ------------------------------------------------------------ assertions
+
+
+ERROR_MESSAGES = {
+    0: "Transport unknown",
+    1: "Session ID unknown",
+    2: "Bad handshake method",
+    3: "Bad request",
+    4: "Forbidden",
+    5: "Unsupported protocol version",
+}
+
+
+def assert_error(res: HttpResponse, code: int, message: str | None = None) -> None:
+    """An Engine.IO HTTP error: 400 (403 for Forbidden), JSON body byte for byte."""
+    message = message or ERROR_MESSAGES[code]
+    expected_status = 403 if code == 4 else 400
+    assert (res.status, res.body) == (expected_status, error_json(code, message)), res
+    assert res.header("content-type") == "application/json", res
+
+
+async def assert_fresh_client_works(port: int) -> None:
+    """The server still serves a new client: a polling handshake succeeds."""
+    session = await PollingSession.open(port, ENGINE_PATH)
+    assert session.handshake["upgrades"] == ["websocket"]
+
+
+async def start_pending_get(session: PollingSession) -> asyncio.Task[HttpResponse]:
+    """Send a GET that the server will hold (nothing to send yet).
+
+    There is no way to observe that the server has registered the GET, so this
+    yields briefly to let the request reach it before the caller sends the next one.
+    """
+    task = asyncio.ensure_future(session.get())
+    await asyncio.sleep(0.05)
+    return task
+
+
+async def wait_session_gone(session: PollingSession, timeout: float = IO_TIMEOUT) -> list[str]:
+    """GET until the server answers 400 "Session ID unknown" (bounded).
+
+    Returns the packets received on the way (pings are not answered). Fails on any
+    other error answer.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    seen: list[str] = []
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise TimeoutError(f"session still alive after {timeout}s; got {seen!r}")
+        res = await session.get(timeout=remaining)
+        if res.status == 400:
+            assert_error(res, 1)
+            return seen
+        assert res.status == 200, res
+        seen.extend(p if isinstance(p, str) else repr(p) for p in decode_polling_payload(res.body))

@@ -1,0 +1,278 @@
+"""Namespaces: a set of sockets with their own middlewares, handlers and rooms."""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import logging
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .broadcast import BroadcastOperator, Rooms
+from .errors import ConnectRefused
+from .packet import Packet, PacketType
+from .socket import Socket
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .server import Server
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Namespace", "ParentNamespace"]
+
+ConnectMiddleware = Callable[[Socket], Any]
+Handler = Callable[..., Any]
+
+
+class Namespace:
+    """``server.of("/chat")``: sockets, middlewares, rooms and broadcasts of one namespace."""
+
+    def __init__(self, server: Server, name: str) -> None:
+        self.server = server
+        self.name = name
+        self.sockets: dict[str, Socket] = {}
+        self._middlewares: list[ConnectMiddleware] = []
+        self._handlers: dict[str, list[Handler]] = {}
+        self._ack_ids = itertools.count()
+        self.adapter = server.adapter_factory(self)
+        self._all = BroadcastOperator(self.adapter)
+
+    def __repr__(self) -> str:
+        return f"<Namespace {self.name}>"
+
+    def next_ack_id(self) -> int:
+        return next(self._ack_ids)
+
+    # ------------------------------------------------------------------ registration
+
+    def use(self, middleware: ConnectMiddleware) -> ConnectMiddleware:
+        """Connection middleware: ``fn(socket)``, sync or async.
+
+        Raise ConnectRefused(message, data) to refuse; the client gets CONNECT_ERROR with
+        that message and data. Any other exception refuses with "Server error" (and is
+        logged), so internals never reach the client.
+        """
+        self._middlewares.append(middleware)
+        return middleware
+
+    def on(self, event: str, handler: Handler | None = None) -> Any:
+        """``connection`` handlers get each new socket; usable as a decorator."""
+
+        def register(fn: Handler) -> Handler:
+            self._handlers.setdefault(event, []).append(fn)
+            return fn
+
+        return register(handler) if handler is not None else register
+
+    def _emit_reserved(self, event: str, *args: Any) -> None:
+        for handler in list(self._handlers.get(event, ())):
+            self.server.engine.call_handler(handler, *args)
+
+    # ------------------------------------------------------------------ connecting
+
+    def _add(self, client: Client, auth: dict[str, Any]) -> None:
+        """A client asked to connect; ``_on_joined`` is called once it is in."""
+        recovery = self.server.recovery
+        pid, offset = auth.get("pid"), auth.get("offset")
+        if recovery is not None and isinstance(pid, str) and isinstance(offset, str):
+            self.server.engine.spawn(self._add_recovering(client, auth, pid, offset))
+            return
+        self._run_middlewares(client, Socket(self, client, auth))
+
+    async def _add_recovering(
+        self, client: Client, auth: dict[str, Any], pid: str, offset: str
+    ) -> None:
+        try:
+            previous = await self.adapter.restore_session(pid, offset)
+        except Exception:
+            logger.exception("could not restore session")
+            previous = None
+        socket = Socket(self, client, auth, previous)
+        recovery = self.server.recovery
+        if previous is not None and recovery is not None and recovery.skip_middlewares:
+            if client.is_open:
+                self._do_connect(client, socket, previous.rooms, previous.missed_packets)
+            return
+        self._run_middlewares(client, socket, previous.rooms if previous else None,
+                              previous.missed_packets if previous else None)
+
+    def _run_middlewares(
+        self,
+        client: Client,
+        socket: Socket,
+        rooms: list[str] | None = None,
+        missed: list[list[Any]] | None = None,
+    ) -> None:
+        middlewares = list(self._middlewares)
+        for index, middleware in enumerate(middlewares):
+            try:
+                result = middleware(socket)
+            except Exception as exc:
+                self._refuse(client, exc)
+                return
+            if inspect.isawaitable(result):
+                self.server.engine.spawn(
+                    self._finish_middlewares(client, socket, result, middlewares[index + 1:],
+                                             rooms, missed)
+                )
+                return
+        if client.is_open:
+            self._do_connect(client, socket, rooms, missed)
+
+    async def _finish_middlewares(
+        self,
+        client: Client,
+        socket: Socket,
+        pending: Any,
+        rest: list[ConnectMiddleware],
+        rooms: list[str] | None,
+        missed: list[list[Any]] | None,
+    ) -> None:
+        try:
+            await pending
+            for middleware in rest:
+                result = middleware(socket)
+                if inspect.isawaitable(result):
+                    await result
+        except Exception as exc:
+            self._refuse(client, exc)
+            return
+        if client.is_open:
+            self._do_connect(client, socket, rooms, missed)
+
+    def _refuse(self, client: Client, exc: Exception) -> None:
+        if isinstance(exc, ConnectRefused):
+            data: dict[str, Any] = {"message": exc.message}
+            if exc.data is not None:
+                data["data"] = exc.data
+        else:
+            logger.error("connection middleware failed", exc_info=exc)
+            data = {"message": "Server error"}
+        client.write_packet(Packet(PacketType.CONNECT_ERROR, data, self.name), False)
+
+    def _do_connect(
+        self,
+        client: Client,
+        socket: Socket,
+        rooms: list[str] | None,
+        missed: list[list[Any]] | None,
+    ) -> None:
+        if self.name in client.nsps:  # a second CONNECT raced the first
+            return
+        self.sockets[socket.id] = socket
+        client._add(socket)
+        if rooms:
+            socket.join(rooms)
+        socket._on_connect()
+        for data in missed or ():
+            client.write_packet(Packet(PacketType.EVENT, data, self.name), False)
+        self._emit_reserved("connection", socket)
+
+    def _remove(self, socket: Socket) -> None:
+        self.sockets.pop(socket.id, None)
+        self.server._on_socket_removed(self)
+
+    # ------------------------------------------------------------------ broadcasting
+
+    def to(self, *rooms: Rooms) -> BroadcastOperator:
+        return self._all.to(*rooms)
+
+    in_ = to
+
+    def except_(self, *rooms: Rooms) -> BroadcastOperator:
+        return self._all.except_(*rooms)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        return self._all.volatile
+
+    @property
+    def local(self) -> BroadcastOperator:
+        return self._all.local
+
+    def compress(self, compress: bool) -> BroadcastOperator:
+        return self._all.compress(compress)
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        return self._all.timeout(seconds)
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Send an event to every socket of the namespace."""
+        self._all.emit(event, *args)
+
+    def send(self, *args: Any) -> None:
+        self._all.emit("message", *args)
+
+    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        return await self._all.emit_with_ack(event, *args)
+
+    async def fetch_sockets(self) -> list[Socket]:
+        return await self._all.fetch_sockets()
+
+    def sockets_join(self, *rooms: Rooms) -> None:
+        self._all.sockets_join(*rooms)
+
+    def sockets_leave(self, *rooms: Rooms) -> None:
+        self._all.sockets_leave(*rooms)
+
+    def disconnect_sockets(self, close: bool = False) -> None:
+        self._all.disconnect_sockets(close)
+
+    def server_side_emit(self, event: str, *args: Any) -> None:
+        """Send an event to the other nodes of the cluster (none with the memory adapter)."""
+        self.adapter.server_side_emit([event, *args])
+
+
+NamespaceMatcher = re.Pattern[str] | Callable[[str, dict[str, Any]], Any]
+
+
+class ParentNamespace(Namespace):
+    """A dynamic namespace: ``server.of(re.compile(r"^/room-\\d+$"))``.
+
+    Each matching name becomes a child namespace that shares the parent's middlewares
+    and connection handlers; broadcasting on the parent reaches every child.
+    """
+
+    _counter = itertools.count()
+
+    def __init__(self, server: Server, matcher: NamespaceMatcher) -> None:
+        super().__init__(server, f"/_{next(self._counter)}")
+        self.matcher = matcher
+        self.children: set[Namespace] = set()
+
+    async def matches(self, name: str, auth: dict[str, Any]) -> bool:
+        matcher = self.matcher
+        if isinstance(matcher, re.Pattern):
+            return matcher.search(name) is not None
+        result = matcher(name, auth)
+        if inspect.isawaitable(result):
+            result = await result
+        return bool(result)
+
+    def create_child(self, name: str) -> Namespace:
+        child = Namespace(self.server, name)
+        child._middlewares = self._middlewares  # shared: later use() calls apply too
+        child._handlers = self._handlers
+        self.children.add(child)
+        return child
+
+    def _each_child(self, fn: Callable[[Namespace], Any]) -> None:
+        for child in list(self.children):
+            fn(child)
+
+    def emit(self, event: str, *args: Any) -> None:
+        self._each_child(lambda child: child.emit(event, *args))
+
+    def to(self, *rooms: Rooms) -> BroadcastOperator:
+        raise NotImplementedError("target a child namespace to broadcast to rooms")
+
+    async def fetch_sockets(self) -> list[Socket]:
+        found: list[Socket] = []
+        for child in list(self.children):
+            found.extend(await child.fetch_sockets())
+        return found
+
+    def disconnect_sockets(self, close: bool = False) -> None:
+        self._each_child(lambda child: child.disconnect_sockets(close))

@@ -1,0 +1,211 @@
+"""The Socket.IO server: namespaces on top of an Engine.IO server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from engineio_core import EngineServer, Session
+
+from .adapter import InMemoryAdapter, RecoveryOptions
+from .broadcast import BroadcastOperator, Rooms
+from .client import Client
+from .namespace import Namespace, NamespaceMatcher, ParentNamespace
+from .packet import JsonParser, Parser
+from .socket import Socket
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Server"]
+
+AdapterFactory = Callable[[Namespace], InMemoryAdapter]
+
+
+class Server:
+    """A Socket.IO v5 server.
+
+    ::
+
+        io = Server(cors=CorsOptions(origin="*"))
+
+        @io.on("connection")
+        def connected(socket):
+            socket.join("lobby")
+
+            @socket.on("chat")
+            def chat(text):
+                socket.to("lobby").emit("chat", text)
+                return "ok"              # the ack
+
+        await io.serve("127.0.0.1", 3000)
+
+    Times are in seconds. Extra keyword arguments configure the Engine.IO server (see
+    ``engineio_core.EngineServer``) when ``engine`` is not given.
+    """
+
+    def __init__(
+        self,
+        engine: EngineServer | None = None,
+        *,
+        path: str = "/socket.io/",
+        connect_timeout: float = 45.0,
+        parser: Parser | None = None,
+        adapter: AdapterFactory = InMemoryAdapter,
+        connection_state_recovery: RecoveryOptions | bool | None = None,
+        **engine_options: Any,
+    ) -> None:
+        if engine is None:
+            engine = EngineServer(path=path, **engine_options)
+        elif engine_options:
+            raise TypeError("engine options are given to the EngineServer, not here")
+        self.engine = engine
+        self.connect_timeout = connect_timeout
+        self.parser: Parser = parser or JsonParser()
+        self.adapter_factory = adapter
+        if connection_state_recovery is True:
+            connection_state_recovery = RecoveryOptions()
+        self.recovery: RecoveryOptions | None = connection_state_recovery or None
+        self._nsps: dict[str, Namespace] = {}
+        self._parent_nsps: list[ParentNamespace] = []
+        self._handlers: dict[str, list[Callable[..., Any]]] = {}
+        engine.on("connection", self._on_engine_connection)
+        engine.on("close", self._on_engine_close)
+        self.sockets = self.of("/")
+
+    # ------------------------------------------------------------------ namespaces
+
+    def of(self, name: str | NamespaceMatcher) -> Namespace:
+        """The namespace with this name (created on first use), or a dynamic one for a
+        compiled regex or a predicate ``(name, auth) -> bool`` (may be async)."""
+        if isinstance(name, str):
+            if not name.startswith("/"):
+                name = "/" + name
+            nsp = self._nsps.get(name)
+            if nsp is None:
+                nsp = self._nsps[name] = Namespace(self, name)
+                if name != "/":
+                    self.sockets._emit_reserved("new_namespace", nsp)
+            return nsp
+        parent = ParentNamespace(self, name)
+        self._parent_nsps.append(parent)
+        return parent
+
+    async def _match_dynamic(self, name: str, auth: dict[str, Any]) -> Namespace | None:
+        for parent in list(self._parent_nsps):
+            try:
+                matched = await parent.matches(name, auth)
+            except Exception:
+                logger.exception("dynamic namespace matcher failed")
+                matched = False
+            if matched:
+                existing = self._nsps.get(name)
+                if existing is not None:
+                    return existing
+                child = parent.create_child(name)
+                self._nsps[name] = child
+                self.sockets._emit_reserved("new_namespace", child)
+                return child
+        return None
+
+    def _on_socket_removed(self, nsp: Namespace) -> None:
+        """Hook for cleaning up empty child namespaces (kept, like Node's default)."""
+
+    # ------------------------------------------------------------------ main namespace
+
+    def on(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
+        """``connection`` and ``new_namespace`` handlers of the main namespace."""
+        return self.sockets.on(event, handler)
+
+    def use(self, middleware: Callable[[Socket], Any]) -> Callable[[Socket], Any]:
+        return self.sockets.use(middleware)
+
+    def to(self, *rooms: Rooms) -> BroadcastOperator:
+        return self.sockets.to(*rooms)
+
+    in_ = to
+
+    def except_(self, *rooms: Rooms) -> BroadcastOperator:
+        return self.sockets.except_(*rooms)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        return self.sockets.volatile
+
+    @property
+    def local(self) -> BroadcastOperator:
+        return self.sockets.local
+
+    def compress(self, compress: bool) -> BroadcastOperator:
+        return self.sockets.compress(compress)
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        return self.sockets.timeout(seconds)
+
+    def emit(self, event: str, *args: Any) -> None:
+        self.sockets.emit(event, *args)
+
+    def send(self, *args: Any) -> None:
+        self.sockets.send(*args)
+
+    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        return await self.sockets.emit_with_ack(event, *args)
+
+    async def fetch_sockets(self) -> list[Socket]:
+        return await self.sockets.fetch_sockets()
+
+    def sockets_join(self, *rooms: Rooms) -> None:
+        self.sockets.sockets_join(*rooms)
+
+    def sockets_leave(self, *rooms: Rooms) -> None:
+        self.sockets.sockets_leave(*rooms)
+
+    def disconnect_sockets(self, close: bool = False) -> None:
+        self.sockets.disconnect_sockets(close)
+
+    def server_side_emit(self, event: str, *args: Any) -> None:
+        self.sockets.server_side_emit(event, *args)
+
+    # ------------------------------------------------------------------ engine events
+
+    def _on_engine_connection(self, session: Session) -> None:
+        Client(self, session)
+
+    def _on_engine_close(self, session: Session, reason: str) -> None:
+        client = session.data
+        if isinstance(client, Client):
+            client.on_close(reason)
+
+    # ------------------------------------------------------------------ running
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
+        await self.engine.start(host, port, **kwargs)
+
+    @property
+    def port(self) -> int:
+        return self.engine.port
+
+    async def stop(self) -> None:
+        """Disconnect every socket (``server shutting down``), close adapters and the engine."""
+        for nsp in list(self._nsps.values()):
+            for socket in list(nsp.sockets.values()):
+                socket._on_close("server shutting down")
+            nsp.adapter.close()
+        await self.engine.stop("server shutting down")
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
+        await self.start(host, port, **kwargs)
+        try:
+            import asyncio
+
+            await asyncio.Future()
+        finally:
+            await self.stop()
+
+    def asgi_app(self, other_app: Any = None) -> Any:
+        """An ASGI application serving this server (and ``other_app`` for other paths)."""
+        from engineio_core.asgi import EngineASGIApp
+
+        return EngineASGIApp(self.engine, other_app)
+
+

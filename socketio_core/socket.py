@@ -1,0 +1,534 @@
+"""A Socket.IO socket: one client's connection to one namespace."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any
+
+from .adapter import (
+    NO_FLAGS,
+    RECOVERABLE_REASONS,
+    BroadcastFlags,
+    BroadcastOptions,
+    SessionSnapshot,
+)
+from .broadcast import BroadcastOperator, Rooms, check_event_name, room_set
+from .errors import AckTimeoutError, DisconnectedError
+from .packet import Packet, PacketType
+
+if TYPE_CHECKING:
+    from engineio_core import Request
+
+    from .client import Client
+    from .namespace import Namespace
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Handshake", "Socket"]
+
+Handler = Callable[..., Any]
+Middleware = Callable[[list[Any]], Any]
+
+#: Events a socket emits on the server side, never sent by or to clients.
+SOCKET_EVENTS = frozenset({"disconnect", "disconnecting", "error"})
+
+_wants_ack_cache: dict[Any, bool] = {}
+
+
+def wants_ack(handler: Handler) -> bool:
+    """True if the handler takes an ``ack`` keyword: it then acks by itself."""
+    key = getattr(handler, "__code__", handler)
+    cached = _wants_ack_cache.get(key)
+    if cached is None:
+        try:
+            cached = "ack" in inspect.signature(handler).parameters
+        except (TypeError, ValueError):
+            cached = False
+        if len(_wants_ack_cache) < 10_000:
+            _wants_ack_cache[key] = cached
+    return cached
+
+
+@dataclass(slots=True)
+class Handshake:
+    """What the client sent when it connected (Node's ``socket.handshake``)."""
+
+    headers: dict[str, str]
+    time: str
+    address: str
+    xdomain: bool
+    secure: bool
+    issued: int
+    url: str
+    query: dict[str, str]
+    auth: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_request(cls, request: Request | None, auth: dict[str, Any]) -> Handshake:
+        if request is None:
+            return cls({}, formatdate(usegmt=True), "", False, False,
+                       int(time.time() * 1000), "", {}, auth)
+        address = request.remote_address[0] if request.remote_address else ""
+        return cls(
+            headers=dict(request.headers),
+            time=formatdate(usegmt=True),
+            address=address,
+            xdomain="origin" in request.headers,
+            secure=request.secure,
+            issued=int(time.time() * 1000),
+            url=request.url,
+            query=dict(request.query),
+            auth=auth,
+        )
+
+
+def new_id() -> str:
+    return secrets.token_urlsafe(15)
+
+
+class Socket:
+    """The server side of one client's connection to a namespace."""
+
+    __slots__ = (
+        "_acks",
+        "_any",
+        "_any_outgoing",
+        "_handlers",
+        "_middlewares",
+        "adapter",
+        "client",
+        "connected",
+        "data",
+        "handshake",
+        "id",
+        "nsp",
+        "pid",
+        "recovered",
+        "server",
+    )
+
+    def __init__(
+        self,
+        nsp: Namespace,
+        client: Client,
+        auth: dict[str, Any],
+        previous: SessionSnapshot | None = None,
+    ) -> None:
+        self.nsp = nsp
+        self.server = nsp.server
+        self.adapter = nsp.adapter
+        self.client = client
+        self.handshake = Handshake.from_request(client.session.request, auth)
+        self.connected = False
+        self.recovered = previous is not None
+        self._acks: dict[int, Callable[..., Any]] = {}
+        self._handlers: dict[str, list[Handler]] | None = None
+        self._any: list[Handler] | None = None
+        self._any_outgoing: list[Handler] | None = None
+        self._middlewares: list[Middleware] | None = None
+        if previous is not None:
+            self.id = previous.sid
+            self.pid: str | None = previous.pid
+            self.data: Any = previous.data
+        else:
+            self.id = new_id()
+            self.pid = new_id() if self.server.recovery is not None else None
+            self.data = None
+
+    def __repr__(self) -> str:
+        return f"<Socket {self.id} {self.nsp.name}>"
+
+    # ------------------------------------------------------------------ handlers
+
+    def on(self, event: str, handler: Handler | None = None) -> Any:
+        """Handle an event from the client, directly or as a decorator.
+
+        The handler gets the event's arguments. If the client asked for an ack, the
+        handler's return value is sent back (a tuple for several values), unless the
+        handler takes an ``ack`` keyword argument and calls it itself. ``disconnecting``
+        and ``disconnect`` handlers get the reason; ``error`` handlers get the exception a
+        packet middleware raised.
+        """
+
+        def register(fn: Handler) -> Handler:
+            if self._handlers is None:
+                self._handlers = {}
+            self._handlers.setdefault(event, []).append(fn)
+            return fn
+
+        return register(handler) if handler is not None else register
+
+    def off(self, event: str, handler: Handler | None = None) -> None:
+        if self._handlers is None or event not in self._handlers:
+            return
+        if handler is None:
+            del self._handlers[event]
+        else:
+            handlers = self._handlers[event]
+            if handler in handlers:
+                handlers.remove(handler)
+
+    def on_any(self, handler: Handler) -> Handler:
+        """Called with (event, *args) for every incoming event, before its handlers."""
+        if self._any is None:
+            self._any = []
+        self._any.append(handler)
+        return handler
+
+    def prepend_any(self, handler: Handler) -> Handler:
+        if self._any is None:
+            self._any = []
+        self._any.insert(0, handler)
+        return handler
+
+    def off_any(self, handler: Handler | None = None) -> None:
+        if self._any is None:
+            return
+        if handler is None:
+            self._any = None
+        elif handler in self._any:
+            self._any.remove(handler)
+
+    def on_any_outgoing(self, handler: Handler) -> Handler:
+        """Called with (event, *args) for every event sent to this socket."""
+        if self._any_outgoing is None:
+            self._any_outgoing = []
+        self._any_outgoing.append(handler)
+        return handler
+
+    def off_any_outgoing(self, handler: Handler | None = None) -> None:
+        if self._any_outgoing is None:
+            return
+        if handler is None:
+            self._any_outgoing = None
+        elif handler in self._any_outgoing:
+            self._any_outgoing.remove(handler)
+
+    def use(self, middleware: Middleware) -> Middleware:
+        """Per-packet middleware: gets ``[event, *args]``, may change it in place.
+
+        Raising drops the packet; the exception goes to the socket's ``error`` handlers.
+        Coroutine middlewares are awaited.
+        """
+        if self._middlewares is None:
+            self._middlewares = []
+        self._middlewares.append(middleware)
+        return middleware
+
+    def _emit_reserved(self, event: str, *args: Any) -> None:
+        if self._handlers is None:
+            return
+        for handler in list(self._handlers.get(event, ())):
+            self.server.engine.call_handler(handler, *args)
+
+    # ------------------------------------------------------------------ sending
+
+    def emit(self, event: str, *args: Any, callback: Callable[..., Any] | None = None) -> None:
+        """Send an event to this client. ``callback`` receives the client's ack arguments."""
+        self._emit(event, args, NO_FLAGS, callback)
+
+    def _emit(
+        self,
+        event: str,
+        args: tuple[Any, ...],
+        flags: BroadcastFlags,
+        callback: Callable[..., Any] | None,
+    ) -> None:
+        check_event_name(event)
+        if not self.connected:
+            return
+        packet = Packet(PacketType.EVENT, [event, *args], self.nsp.name)
+        if callback is not None:
+            packet.id = self.nsp.next_ack_id()
+            self._acks[packet.id] = callback
+        elif self.server.recovery is not None:
+            # Through the adapter, so that the packet gets an offset and can be replayed.
+            self.adapter.broadcast(packet, BroadcastOptions(frozenset((self.id,)), flags=flags))
+            return
+        if self._any_outgoing is not None:
+            self._notify_outgoing(packet.data)
+        self.client.write_packet(packet, flags.volatile)
+
+    async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
+        """Send an event and wait for the client's ack.
+
+        Returns the ack's argument (None if none, a tuple if several). Raises
+        AckTimeoutError after ``timeout`` seconds, DisconnectedError if the socket goes away.
+        """
+        return await self._emit_with_ack(event, args, NO_FLAGS, timeout)
+
+    async def _emit_with_ack(
+        self, event: str, args: tuple[Any, ...], flags: BroadcastFlags, timeout: float | None
+    ) -> Any:
+        if not self.connected:
+            raise DisconnectedError("socket is not connected")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        waiter = _AckWaiter(future)
+        self._emit(event, args, flags, waiter)
+        if timeout is None:
+            return await future
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            self._acks = {k: v for k, v in self._acks.items() if v is not waiter}
+            raise AckTimeoutError() from None
+
+    def _notify_outgoing(self, data: list[Any]) -> None:
+        for handler in list(self._any_outgoing or ()):
+            self.server.engine.call_handler(handler, *data)
+
+    def send(self, *args: Any) -> None:
+        """Emit a ``message`` event."""
+        self.emit("message", *args)
+
+    @property
+    def volatile(self) -> SocketEmitter:
+        return SocketEmitter(self, BroadcastFlags(volatile=True))
+
+    def compress(self, compress: bool) -> SocketEmitter:
+        return SocketEmitter(self, BroadcastFlags(compress=compress))
+
+    def timeout(self, seconds: float) -> SocketEmitter:
+        return SocketEmitter(self, BroadcastFlags(timeout=seconds))
+
+    # ------------------------------------------------------------------ broadcasting
+
+    def to(self, *rooms: Rooms) -> BroadcastOperator:
+        """Broadcast to these rooms, this socket excluded."""
+        return self.broadcast.to(*rooms)
+
+    in_ = to
+
+    def except_(self, *rooms: Rooms) -> BroadcastOperator:
+        return self.broadcast.except_(*rooms)
+
+    @property
+    def broadcast(self) -> BroadcastOperator:
+        """Every socket of the namespace but this one."""
+        return BroadcastOperator(self.adapter, BroadcastOptions(except_rooms=frozenset((self.id,))))
+
+    # ------------------------------------------------------------------ rooms
+
+    def join(self, *rooms: Rooms) -> None:
+        self.adapter.add_all(self.id, room_set(rooms))
+
+    def leave(self, *rooms: Rooms) -> None:
+        for room in room_set(rooms):
+            self.adapter.delete(self.id, room)
+
+    @property
+    def rooms(self) -> set[str]:
+        return set(self.adapter.socket_rooms(self.id) or ())
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def disconnect(self, close: bool = False) -> None:
+        """Disconnect from this namespace; with ``close``, close the whole connection."""
+        if not self.connected:
+            return
+        if close:
+            self.client.disconnect_all()
+            return
+        self.client.write_packet(Packet(PacketType.DISCONNECT, None, self.nsp.name), False)
+        self._on_close("server namespace disconnect")
+
+    def _on_connect(self) -> None:
+        self.connected = True
+        self.join(self.id)
+        data: dict[str, Any] = {"sid": self.id}
+        if self.pid is not None:
+            data["pid"] = self.pid
+        self.client.write_packet(Packet(PacketType.CONNECT, data, self.nsp.name), False)
+
+    def _on_close(self, reason: str) -> None:
+        if not self.connected:
+            return
+        self._emit_reserved("disconnecting", reason)
+        if self.server.recovery is not None and reason in RECOVERABLE_REASONS:
+            self.adapter.persist_session(
+                SessionSnapshot(self.id, self.pid or "", sorted(self.rooms), self.data)
+            )
+        self._cleanup()
+        self.connected = False
+        acks, self._acks = self._acks, {}
+        for ack in acks.values():
+            if isinstance(ack, _AckWaiter):
+                ack.fail()
+        self._emit_reserved("disconnect", reason)
+
+    def _cleanup(self) -> None:
+        self.adapter.delete_all(self.id)
+        self.nsp._remove(self)
+        self.client._remove(self)
+
+    # ------------------------------------------------------------------ receiving
+
+    def _on_packet(self, packet: Packet) -> None:
+        ptype = packet.type
+        if ptype is PacketType.EVENT or ptype is PacketType.BINARY_EVENT:
+            self._on_event(packet)
+        elif ptype is PacketType.ACK or ptype is PacketType.BINARY_ACK:
+            ack = self._acks.pop(packet.id, None)  # type: ignore[arg-type]
+            if ack is not None:
+                try:
+                    ack(*packet.data)
+                except Exception:
+                    logger.exception("error in ack callback")
+        elif ptype is PacketType.DISCONNECT:
+            self._on_close("client namespace disconnect")
+
+    def _on_event(self, packet: Packet) -> None:
+        args: list[Any] = packet.data
+        if self._any is not None:
+            for handler in list(self._any):
+                self.server.engine.call_handler(handler, *args)
+        if self._middlewares is None:
+            self._dispatch(args, packet.id)
+        else:
+            self._run_middlewares(args, packet.id)
+
+    def _run_middlewares(self, args: list[Any], ack_id: int | None) -> None:
+        middlewares = list(self._middlewares or ())
+        for index, middleware in enumerate(middlewares):
+            try:
+                result = middleware(args)
+            except Exception as exc:
+                self._emit_reserved("error", exc)
+                return
+            if inspect.isawaitable(result):
+                self.server.engine.spawn(self._finish_middlewares(result, middlewares[index + 1:],
+                                                                  args, ack_id))
+                return
+        self._dispatch(args, ack_id)
+
+    async def _finish_middlewares(
+        self, pending: Any, rest: list[Middleware], args: list[Any], ack_id: int | None
+    ) -> None:
+        try:
+            await pending
+            for middleware in rest:
+                result = middleware(args)
+                if inspect.isawaitable(result):
+                    await result
+        except Exception as exc:
+            self._emit_reserved("error", exc)
+            return
+        if self.connected:
+            self._dispatch(args, ack_id)
+
+    def _dispatch(self, args: list[Any], ack_id: int | None) -> None:
+        event = args[0]
+        handlers = self._handlers.get(event) if self._handlers is not None else None
+        if not handlers:
+            return
+        params = args[1:]
+        ack = self._make_ack(ack_id) if ack_id is not None else None
+        for handler in list(handlers):
+            self._call(handler, params, ack)
+
+    def _call(self, handler: Handler, params: list[Any], ack: Ack | None) -> None:
+        explicit = ack is not None and wants_ack(handler)
+        try:
+            result = handler(*params, ack=ack) if explicit else handler(*params)
+        except Exception:
+            logger.exception("error in handler for %r", handler)
+            return
+        if inspect.isawaitable(result):
+            self.server.engine.spawn(self._await_handler(result, None if explicit else ack))
+        elif ack is not None and not explicit:
+            ack.send_result(result)
+
+    async def _await_handler(self, awaitable: Any, ack: Ack | None) -> None:
+        try:
+            result = await awaitable
+        except Exception:
+            logger.exception("error in handler")
+            return
+        if ack is not None:
+            ack.send_result(result)
+
+    def _make_ack(self, ack_id: int) -> Ack:
+        return Ack(self, ack_id)
+
+
+class Ack:
+    """Sends the ack of one received event, once. Call it with the ack's arguments."""
+
+    __slots__ = ("_id", "_sent", "_socket")
+
+    def __init__(self, socket: Socket, ack_id: int) -> None:
+        self._socket = socket
+        self._id = ack_id
+        self._sent = False
+
+    def __call__(self, *args: Any) -> None:
+        if self._sent:
+            return
+        self._sent = True
+        socket = self._socket
+        if socket.connected:
+            packet = Packet(PacketType.ACK, list(args), socket.nsp.name, self._id)
+            socket.client.write_packet(packet, False)
+
+    def send_result(self, result: Any) -> None:
+        if result is None:
+            self()
+        elif isinstance(result, tuple):
+            self(*result)
+        else:
+            self(result)
+
+
+class SocketEmitter:
+    """``socket.volatile``, ``socket.timeout(5)``...: emits with flags."""
+
+    __slots__ = ("_flags", "_socket")
+
+    def __init__(self, socket: Socket, flags: BroadcastFlags) -> None:
+        self._socket = socket
+        self._flags = flags
+
+    @property
+    def volatile(self) -> SocketEmitter:
+        return SocketEmitter(self._socket, _replace(self._flags, volatile=True))
+
+    def compress(self, compress: bool) -> SocketEmitter:
+        return SocketEmitter(self._socket, _replace(self._flags, compress=compress))
+
+    def timeout(self, seconds: float) -> SocketEmitter:
+        return SocketEmitter(self._socket, _replace(self._flags, timeout=seconds))
+
+    def emit(self, event: str, *args: Any, callback: Callable[..., Any] | None = None) -> None:
+        self._socket._emit(event, args, self._flags, callback)
+
+    async def emit_with_ack(self, event: str, *args: Any) -> Any:
+        return await self._socket._emit_with_ack(event, args, self._flags, self._flags.timeout)
+
+
+def _replace(flags: BroadcastFlags, **changes: Any) -> BroadcastFlags:
+    return replace(flags, **changes)
+
+
+class _AckWaiter:
+    """The ack callback of ``emit_with_ack``: resolves a future, or fails it on disconnect."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[Any]) -> None:
+        self.future = future
+
+    def __call__(self, *args: Any) -> None:
+        if not self.future.done():
+            self.future.set_result(args[0] if len(args) == 1 else (args or None))
+
+    def fail(self) -> None:
+        if not self.future.done():
+            self.future.set_exception(DisconnectedError("socket disconnected"))
+
