@@ -70,7 +70,7 @@ class _AsgiResponder:
 class _AsgiWebSocket:
     """Engine.IO transport over an ASGI WebSocket connection."""
 
-    __slots__ = ("_queue", "_send", "_wake", "closed", "session", "wants_close")
+    __slots__ = ("_queue", "_send", "_wake", "close_code", "closed", "session", "wants_close")
 
     name = "websocket"
 
@@ -80,6 +80,7 @@ class _AsgiWebSocket:
         self._wake = asyncio.Event()
         self.closed = False
         self.wants_close = False
+        self.close_code = 1000
         self.session: Session | None = None
 
     @property
@@ -106,18 +107,22 @@ class _AsgiWebSocket:
     async def writer(self) -> None:
         """Drain the queue into the ASGI connection until closed."""
         send = self._send
-        while not self.closed:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                item = self._queue.popleft()
-                if isinstance(item, str):
-                    await send({"type": "websocket.send", "text": item})
-                else:
-                    await send({"type": "websocket.send", "bytes": item})
-            if self.wants_close and not self.closed:
-                self.closed = True
-                await send({"type": "websocket.close", "code": 1000})
+        try:
+            while not self.closed:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._queue:
+                    item = self._queue.popleft()
+                    if isinstance(item, str):
+                        await send({"type": "websocket.send", "text": item})
+                    else:
+                        await send({"type": "websocket.send", "bytes": item})
+                if self.wants_close and not self.closed:
+                    self.closed = True
+                    await send({"type": "websocket.close", "code": self.close_code})
+        except Exception as exc:  # the peer went away under us: nothing left to write to
+            logger.debug("asgi websocket writer stopped: %r", exc)
+            self.closed = True
 
 
 class _AsgiAcceptor:
@@ -250,7 +255,7 @@ class EngineASGIApp:
         try:
             await self._read_loop(ws, receive)
         finally:
-            ws.closed = True
+            ws.wants_close = True
             ws._wake.set()
             await asyncio.wait({writer}, timeout=1.0)
             writer.cancel()
@@ -260,6 +265,7 @@ class EngineASGIApp:
         while not ws.closed:
             message = await receive()
             if message["type"] == "websocket.disconnect":
+                ws.closed = True
                 if ws.session is not None:
                     ws.session.on_transport_close(ws)
                 return
@@ -269,6 +275,7 @@ class EngineASGIApp:
             if session is None:
                 continue
             if len(data) > max_size:
+                ws.close_code = 1009  # message too big, as the raw server answers
                 session.on_transport_error(ws, "message too big")
                 return
             try:

@@ -46,7 +46,8 @@ INTEROP_DIR = REPO_ROOT / "tests" / "interop"
 NODE_MODULES = INTEROP_DIR / "node_modules"
 REFERENCE_EIO_SERVER = INTEROP_DIR / "reference_eio_server.mjs"
 
-SERVER_KINDS = ("node", "python")
+#: ``asgi`` is this project under uvicorn through ``engineio_core.asgi``.
+SERVER_KINDS = ("node", "python", "asgi")
 
 #: Flags every server gets unless the caller overrides them. The ping timeout
 #: is generous so that a loaded machine does not produce spurious heartbeat
@@ -204,6 +205,8 @@ def server_command(kind: str, **flags: Any) -> list[str]:
         return ["node", str(REFERENCE_EIO_SERVER), *argv]
     if kind == "python":
         return [sys.executable, "-m", "engineio_core", *argv]
+    if kind == "asgi":
+        return [sys.executable, "-m", "engineio_core", "--asgi", *argv]
     raise ValueError(f"unknown server kind {kind!r} (expected one of {SERVER_KINDS})")
 
 
