@@ -98,8 +98,9 @@ class CorsOptions:
         if self.allowed_headers is not None:
             if self.allowed_headers:
                 headers.append(("Access-Control-Allow-Headers", ",".join(self.allowed_headers)))
-        elif request_headers:
-            headers.append(("Access-Control-Allow-Headers", request_headers))
+        else:
+            if request_headers:
+                headers.append(("Access-Control-Allow-Headers", request_headers))
             headers.append(("Vary", "Access-Control-Request-Headers"))
         if self.max_age is not None:
             headers.append(("Access-Control-Max-Age", str(self.max_age)))

@@ -94,6 +94,9 @@ class HttpProtocol(asyncio.Protocol):
         self._process()
 
     def eof_received(self) -> bool | None:
+        if self._ws is not None:
+            # A WebSocket peer that half-closes without a close frame is gone.
+            return False
         self._conn.receive_data(b"")
         if self._busy is None:
             self._process()
@@ -117,6 +120,11 @@ class HttpProtocol(asyncio.Protocol):
                     self._close()
                 return
             if isinstance(event, h11.Request):
+                # h11 bounds only headers that arrive in pieces; check complete ones too.
+                size = len(event.target) + sum(len(n) + len(v) + 4 for n, v in event.headers)
+                if size > self.server.max_header_size:
+                    self._bad_request(431)
+                    return
                 self._cancel_timer()
                 self._request = event
                 self._body = []

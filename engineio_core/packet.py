@@ -5,7 +5,7 @@ from __future__ import annotations
 import binascii
 import enum
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 __all__ = [
     "RECORD_SEPARATOR",
@@ -17,6 +17,7 @@ __all__ = [
     "decode_payload",
     "encode_packet",
     "encode_payload",
+    "iter_payload",
     "websocket_frame",
 ]
 
@@ -105,6 +106,22 @@ def _decode_polling_packet(text: str) -> Packet:
         except ValueError as exc:  # binascii.Error, or non-ASCII characters
             raise ProtocolError(f"invalid base64 in binary packet: {exc}") from None
     return decode_packet(text)
+
+
+def iter_payload(payload: str) -> Iterator[Packet | None]:
+    """Decode a long-polling body packet by packet; yields None at the first bad one.
+
+    For callers that, like the reference server, act on the packets before an error.
+    """
+    if not payload:
+        yield None
+        return
+    for part in payload.split(RECORD_SEPARATOR):
+        try:
+            yield _decode_polling_packet(part)
+        except ProtocolError:
+            yield None
+            return
 
 
 def decode_payload(payload: str, max_packets: int | None = None) -> list[Packet]:

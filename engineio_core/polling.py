@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from .packet import RECORD_SEPARATOR, OutgoingPacket, PacketType, ProtocolError, decode_payload
+from .packet import RECORD_SEPARATOR, OutgoingPacket, PacketType, iter_payload
 
 if TYPE_CHECKING:
     from .session import Clock, Session, TimerHandle
@@ -94,19 +94,24 @@ class PollingTransport:
             self.session.on_transport_error(self, "poll connection closed prematurely")
 
     def on_data(self, body: bytes, responder: Responder) -> None:
-        """A POST arrived with a complete body (the HTTP layer enforced the size limit)."""
+        """A POST arrived with a complete body (the HTTP layer enforced the size limit).
+
+        Like the reference, packets before a bad one are still delivered, and invalid
+        UTF-8 is decoded with replacement characters.
+        """
         session = self.session
         responder.respond(200, _OK_HEADERS, b"ok")
         if session is None:
             return
-        try:
-            packets = decode_payload(body.decode("utf-8"))
-        except (UnicodeDecodeError, ProtocolError) as exc:
-            logger.debug("session %s: bad payload: %s", session.sid, exc)
-            session.on_parse_error(self)
-            return
-        for packet in packets:
+        for packet in iter_payload(body.decode("utf-8", "replace")):
+            if packet is None:
+                session.on_parse_error(self)
+                return
             if packet.type is PacketType.CLOSE:
+                # The client is leaving: release its pending GET, then close.
+                if self.writable:
+                    self.send([_NOOP])
+                self.discarded = True
                 session.on_transport_close(self)
                 return
             session.receive(self, packet)

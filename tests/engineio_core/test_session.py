@@ -136,12 +136,16 @@ def test_any_packet_delays_the_ping_timeout() -> None:
     assert events[-1] == ("close", "ping timeout")
 
 
-def test_messages_and_client_close() -> None:
+def test_messages_and_ignored_close_packet() -> None:
     session, transport, _, events = make()
     session.receive(transport, Packet(PacketType.MESSAGE, "hi"))
     session.receive(transport, Packet(PacketType.MESSAGE, b"\x00"))
+    # Like the reference, a close packet over a WebSocket means nothing (polling
+    # transports handle it themselves).
     session.receive(transport, Packet(PacketType.CLOSE))
-    assert events == [("message", "hi"), ("message", b"\x00"), ("close", "transport close")]
+    assert events == [("message", "hi"), ("message", b"\x00")]
+    session.on_transport_close(transport)
+    assert events[-1] == ("close", "transport close")
 
 
 def test_client_ping_is_a_transport_error() -> None:
