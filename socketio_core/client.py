@@ -64,8 +64,10 @@ class Client:
             # A client leaving a namespace it never joined (or that refused it): harmless.
             return
         else:
+            # A second CONNECT, or a packet for a namespace not joined: the reference
+            # closes the connection ("forced server close" for the sockets).
             logger.debug("session %s: invalid state for %s", self.session.sid, ptype.name)
-            self.close("parse error")
+            self.close()
 
     def _connect(self, name: str, auth: dict[str, Any]) -> None:
         server = self.server

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import itertools
 import logging
@@ -258,21 +259,88 @@ class ParentNamespace(Namespace):
         self.children.add(child)
         return child
 
-    def _each_child(self, fn: Callable[[Namespace], Any]) -> None:
-        for child in list(self.children):
-            fn(child)
+    def _children_operator(self) -> ChildrenOperator:
+        return ChildrenOperator([child._all for child in list(self.children)])
+
+    def to(self, *rooms: Rooms) -> ChildrenOperator:  # type: ignore[override]
+        return self._children_operator().to(*rooms)
+
+    in_ = to
+
+    def except_(self, *rooms: Rooms) -> ChildrenOperator:  # type: ignore[override]
+        return self._children_operator().except_(*rooms)
+
+    @property
+    def volatile(self) -> ChildrenOperator:  # type: ignore[override]
+        return self._children_operator().volatile
+
+    def timeout(self, seconds: float) -> ChildrenOperator:  # type: ignore[override]
+        return self._children_operator().timeout(seconds)
 
     def emit(self, event: str, *args: Any) -> None:
-        self._each_child(lambda child: child.emit(event, *args))
+        self._children_operator().emit(event, *args)
 
-    def to(self, *rooms: Rooms) -> BroadcastOperator:
-        raise NotImplementedError("target a child namespace to broadcast to rooms")
+    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        return await self._children_operator().emit_with_ack(event, *args)
+
+    async def fetch_sockets(self) -> list[Socket]:
+        return await self._children_operator().fetch_sockets()
+
+    def sockets_join(self, *rooms: Rooms) -> None:
+        self._children_operator().sockets_join(*rooms)
+
+    def sockets_leave(self, *rooms: Rooms) -> None:
+        self._children_operator().sockets_leave(*rooms)
+
+    def disconnect_sockets(self, close: bool = False) -> None:
+        self._children_operator().disconnect_sockets(close)
+
+
+class ChildrenOperator:
+    """The same broadcast applied to every child of a dynamic namespace."""
+
+    __slots__ = ("_operators",)
+
+    def __init__(self, operators: list[BroadcastOperator]) -> None:
+        self._operators = operators
+
+    def to(self, *rooms: Rooms) -> ChildrenOperator:
+        return ChildrenOperator([op.to(*rooms) for op in self._operators])
+
+    in_ = to
+
+    def except_(self, *rooms: Rooms) -> ChildrenOperator:
+        return ChildrenOperator([op.except_(*rooms) for op in self._operators])
+
+    @property
+    def volatile(self) -> ChildrenOperator:
+        return ChildrenOperator([op.volatile for op in self._operators])
+
+    def timeout(self, seconds: float) -> ChildrenOperator:
+        return ChildrenOperator([op.timeout(seconds) for op in self._operators])
+
+    def emit(self, event: str, *args: Any) -> None:
+        for op in self._operators:
+            op.emit(event, *args)
+
+    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        results = await asyncio.gather(*(op.emit_with_ack(event, *args) for op in self._operators))
+        return [response for result in results for response in result]
 
     async def fetch_sockets(self) -> list[Socket]:
         found: list[Socket] = []
-        for child in list(self.children):
-            found.extend(await child.fetch_sockets())
+        for op in self._operators:
+            found.extend(await op.fetch_sockets())
         return found
 
+    def sockets_join(self, *rooms: Rooms) -> None:
+        for op in self._operators:
+            op.sockets_join(*rooms)
+
+    def sockets_leave(self, *rooms: Rooms) -> None:
+        for op in self._operators:
+            op.sockets_leave(*rooms)
+
     def disconnect_sockets(self, close: bool = False) -> None:
-        self._each_child(lambda child: child.disconnect_sockets(close))
+        for op in self._operators:
+            op.disconnect_sockets(close)

@@ -119,9 +119,9 @@ def encode(packet: Packet) -> list[str | bytes]:
     if buffers:
         parts.append(f"{len(buffers)}-")
     if packet.nsp != "/":
+        # Always followed by a comma, like the reference encoder ("1/admin,").
         parts.append(packet.nsp)
-        if packet.id is not None or body:
-            parts.append(",")
+        parts.append(",")
     if packet.id is not None:
         parts.append(str(packet.id))
     parts.append(body)
@@ -168,7 +168,10 @@ def decode_text(text: str, max_attachments: int = DEFAULT_MAX_ATTACHMENTS) -> tu
         count = text[1:dash] if dash > 0 else ""
         if not count.isdigit() or not count.isascii():
             raise ProtocolError("illegal attachments")
-        attachments = int(count)
+        try:
+            attachments = int(count)
+        except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+            raise ProtocolError("illegal attachments") from None
         if attachments > max_attachments:
             raise ProtocolError("too many attachments")
         i = dash + 1
@@ -182,7 +185,10 @@ def decode_text(text: str, max_attachments: int = DEFAULT_MAX_ATTACHMENTS) -> tu
     start = i
     while i < n and "0" <= text[i] <= "9":
         i += 1
-    packet_id = int(text[start:i]) if i > start else None
+    try:
+        packet_id = int(text[start:i]) if i > start else None
+    except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+        raise ProtocolError("invalid packet id") from None
     if i < n:
         try:
             data = orjson.loads(text[i:])
@@ -200,16 +206,27 @@ def decode_text(text: str, max_attachments: int = DEFAULT_MAX_ATTACHMENTS) -> tu
 
 
 def _reconstruct(data: Any, buffers: list[bytes]) -> Any:
-    if isinstance(data, list):
-        return [_reconstruct(item, buffers) for item in data]
-    if isinstance(data, dict):
-        if data.get("_placeholder") is True:
-            num = data.get("num")
-            if type(num) is int and 0 <= num < len(buffers):
-                return buffers[num]
-            raise ProtocolError("illegal attachments")
-        return {key: _reconstruct(value, buffers) for key, value in data.items()}
-    return data
+    """Replace the placeholders by their buffers, in place (the decoded JSON is ours).
+
+    Iterative: the JSON may nest up to orjson's limit (1024), deeper than the recursion limit.
+    """
+    root = [data]
+    stack: list[Any] = [root]
+    while stack:
+        container = stack.pop()
+        items = container.items() if isinstance(container, dict) else enumerate(container)
+        for key, value in items:
+            if isinstance(value, dict):
+                if value.get("_placeholder") is True:
+                    num = value.get("num")
+                    if type(num) is int and 0 <= num < len(buffers):
+                        container[key] = buffers[num]  # same keys: safe while iterating
+                        continue
+                    raise ProtocolError("illegal attachments")
+                stack.append(value)
+            elif isinstance(value, list):
+                stack.append(value)
+    return root[0]
 
 
 class JsonDecoder:

@@ -48,7 +48,7 @@ class Server:
         self,
         engine: EngineServer | None = None,
         *,
-        path: str = "/socket.io/",
+        path: str | None = None,
         connect_timeout: float = 45.0,
         parser: Parser | None = None,
         adapter: AdapterFactory = InMemoryAdapter,
@@ -56,9 +56,9 @@ class Server:
         **engine_options: Any,
     ) -> None:
         if engine is None:
-            engine = EngineServer(path=path, **engine_options)
-        elif engine_options:
-            raise TypeError("engine options are given to the EngineServer, not here")
+            engine = EngineServer(path=path or "/socket.io/", **engine_options)
+        elif engine_options or path is not None:
+            raise TypeError("with engine=..., give path and engine options to the EngineServer")
         self.engine = engine
         self.connect_timeout = connect_timeout
         self.parser: Parser = parser or JsonParser()

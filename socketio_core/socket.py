@@ -140,7 +140,7 @@ class Socket:
         else:
             self.id = new_id()
             self.pid = new_id() if self.server.recovery is not None else None
-            self.data = None
+            self.data = {}  # free for the application, like Node's socket.data
 
     def __repr__(self) -> str:
         return f"<Socket {self.id} {self.nsp.name}>"
@@ -434,7 +434,9 @@ class Socket:
             self._call(handler, params, ack)
 
     def _call(self, handler: Handler, params: list[Any], ack: Ack | None) -> None:
-        explicit = ack is not None and wants_ack(handler)
+        # A handler with an ``ack`` parameter acks by itself (it gets None when the client
+        # asked for no ack); for the others the return value is the ack.
+        explicit = wants_ack(handler)
         try:
             result = handler(*params, ack=ack) if explicit else handler(*params)
         except Exception:

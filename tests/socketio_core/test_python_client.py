@@ -862,7 +862,7 @@ async def test_connection_state_recovery_raw(make_server: Any, raw_client: Any,
     first = await raw.connect()
     sid, pid = first["sid"], first["pid"]
     assert isinstance(pid, str) and pid
-    assert await recorder.get("connection") == (sid, False, [sid], None)
+    assert await recorder.get("connection") == (sid, False, [sid], {})
 
     io.emit("e", 1)
     event, one, offset = await raw.recv_json("42")
