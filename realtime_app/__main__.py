@@ -1,0 +1,63 @@
+"""``realtime-app`` / ``python -m realtime_app``: run the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+
+from engineio_core import run
+
+from .app import GatewayApp
+from .config import Config, ConfigError, load_config
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(config: Config) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if config.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=config.log_level, handlers=[handler], force=True)
+
+
+async def serve(config: Config) -> None:
+    app = GatewayApp(config)
+    await app.start()
+    # One machine-readable line, for scripts and tests that start the gateway on port 0.
+    print(f"LISTENING {app.port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await app.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        config = load_config(argv)
+    except ConfigError as exc:
+        print(f"realtime-app: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    setup_logging(config)
+    run(serve(config))
+
+
+if __name__ == "__main__":
+    main()

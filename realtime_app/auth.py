@@ -1,0 +1,100 @@
+"""JWT authentication of Socket.IO handshakes (PyJWT), and development tokens."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from .config import Config
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["AuthError", "Authenticator", "Identity", "extract_token"]
+
+MAX_TOKEN_LENGTH = 8192
+
+
+class AuthError(Exception):
+    """The token is missing or not acceptable. The reason is for logs only."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user_id: str
+    username: str
+
+
+def extract_token(auth: Any, headers: dict[str, str]) -> str | None:
+    """``auth.token`` from the handshake, else ``Authorization: Bearer <token>``."""
+    if isinstance(auth, dict):
+        token = auth.get("token")
+        if isinstance(token, str) and token:
+            return token
+    header = headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+class Authenticator:
+    """Verifies tokens with the configured key and pinned algorithms."""
+
+    def __init__(self, config: Config) -> None:
+        self.algorithms = list(config.jwt_algorithms)
+        self.audience = config.jwt_audience
+        self.issuer = config.jwt_issuer
+        self.leeway = config.jwt_leeway
+        if config.dev_mode:
+            self._key: str = secrets.token_urlsafe(48)
+            self.algorithms = ["HS256"]
+            logger.warning(
+                "development mode: no JWT_SECRET or JWT_PUBLIC_KEY_FILE set; tokens are signed "
+                "with a secret generated for this process and POST /api/dev/token is enabled "
+                "on loopback. Do not use this in production."
+            )
+        else:
+            self._key = config.jwt_secret or config.jwt_public_key or ""
+        self.dev_mode = config.dev_mode
+
+    def verify(self, token: str) -> Identity:
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise AuthError("token too long")
+        options = {"require": ["exp", "sub"], "verify_nbf": True}
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=self.algorithms,
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options=options,  # type: ignore[arg-type]
+            )
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"{type(exc).__name__}: {exc}") from None
+        user_id = claims.get("sub")
+        if not isinstance(user_id, str) or not 1 <= len(user_id) <= 128:
+            raise AuthError("sub must be a string of 1 to 128 characters")
+        username = claims.get("username")
+        if not isinstance(username, str) or not username:
+            username = user_id
+        return Identity(user_id, username[:128])
+
+    def mint_dev_token(self, user_id: str, username: str, ttl: float = 12 * 3600) -> str:
+        """A token for development mode only."""
+        if not self.dev_mode:
+            raise RuntimeError("development tokens exist only in development mode")
+        now = int(time.time())
+        claims: dict[str, Any] = {"sub": user_id, "username": username, "iat": now,
+                                  "exp": now + int(ttl)}
+        if self.audience:
+            claims["aud"] = self.audience
+        if self.issuer:
+            claims["iss"] = self.issuer
+        return jwt.encode(claims, self._key, algorithm="HS256")

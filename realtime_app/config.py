@@ -1,0 +1,228 @@
+"""Gateway configuration: environment variables with matching command-line flags, validated."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+__all__ = ["Config", "ConfigError", "load_config"]
+
+DEFAULT_RATE_LIMITS = {"private-message": 30, "music-sync": 60, "join-room": 10, "default": 100}
+JWT_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384",
+                  "ES512", "PS256", "PS384", "PS512", "EdDSA")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 3000
+    frontend_urls: tuple[str, ...] = ("http://localhost:5188",)
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwt_algorithms: tuple[str, ...] = ("HS256",)
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_leeway: float = 30.0
+    api_key: str | None = None
+    redis_url: str | None = None
+    redis_prefix: str = "rt:"
+    #: Seconds (the environment and flags take milliseconds, like Node's options).
+    ping_interval: float = 25.0
+    ping_timeout: float = 20.0
+    upgrade_timeout: float = 10.0
+    max_http_buffer_size: int = 1_000_000
+    log_level: str = "INFO"
+    log_format: str = "text"
+    debug_events: bool = False
+    rate_limits: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+    rate_window: float = 60.0
+    max_rooms_per_socket: int = 50
+    banned_words: tuple[str, ...] = ("spam", "abuse")
+    max_stored_messages: int = 1000
+    presence_ttl: float = 60.0
+    delivery_ack_timeout: float = 30.0
+    anomaly_connections_per_minute: int = 1000
+    anomaly_messages_per_minute: int = 10000
+    web_dir: str | None = None
+
+    @property
+    def dev_mode(self) -> bool:
+        """No JWT key configured: a generated secret and the dev token endpoint."""
+        return self.jwt_secret is None and self.jwt_public_key is None
+
+    def rate_limit(self, event: str) -> int:
+        return self.rate_limits.get(event, self.rate_limits["default"])
+
+
+# (flag, env var, help) — every setting can come from either; flags win.
+_SETTINGS: list[tuple[str, str, str]] = [
+    ("--host", "HOST", "interface to listen on (default 127.0.0.1)"),
+    ("--port", "PORT", "port (default 3000)"),
+    ("--frontend-url", "FRONTEND_URL", "allowed CORS origins, comma separated"),
+    ("--jwt-secret", "JWT_SECRET", "HMAC secret for JWTs (HS256...)"),
+    ("--jwt-public-key-file", "JWT_PUBLIC_KEY_FILE", "PEM public key for RS256/ES256 JWTs"),
+    ("--jwt-algorithms", "JWT_ALGORITHMS", "accepted JWT algorithms, comma separated"),
+    ("--jwt-audience", "JWT_AUDIENCE", "required aud claim"),
+    ("--jwt-issuer", "JWT_ISSUER", "required iss claim"),
+    ("--api-key", "API_KEY", "bearer key of the service HTTP API"),
+    ("--redis-url", "REDIS_URL", "redis://... to share state between gateway processes"),
+    ("--redis-prefix", "REDIS_PREFIX", "prefix of every Redis key (default rt:)"),
+    ("--ping-interval", "PING_INTERVAL", "ms (default 25000)"),
+    ("--ping-timeout", "PING_TIMEOUT", "ms (default 20000)"),
+    ("--upgrade-timeout", "UPGRADE_TIMEOUT", "ms (default 10000)"),
+    ("--max-http-buffer-size", "MAX_HTTP_BUFFER_SIZE", "bytes (default 1000000)"),
+    ("--log-level", "LOG_LEVEL", "DEBUG, INFO, WARNING, ERROR"),
+    ("--log-format", "LOG_FORMAT", "text or json"),
+    ("--debug-events", "DEBUG_EVENTS", "log every event in and out (true/false)"),
+    ("--rate-limit-private-message", "RATE_LIMIT_PRIVATE_MESSAGE", "per user per 60 s (30)"),
+    ("--rate-limit-music-sync", "RATE_LIMIT_MUSIC_SYNC", "per user per 60 s (60)"),
+    ("--rate-limit-join-room", "RATE_LIMIT_JOIN_ROOM", "per user per 60 s (10)"),
+    ("--rate-limit-default", "RATE_LIMIT_DEFAULT", "other events, per user per 60 s (100)"),
+    ("--max-rooms-per-socket", "MAX_ROOMS_PER_SOCKET", "rooms a socket may join (50)"),
+    ("--banned-words", "BANNED_WORDS", "comma separated, case-insensitive"),
+    ("--max-stored-messages", "MAX_STORED_MESSAGES", "undelivered messages kept per user"),
+    ("--anomaly-connections", "ANOMALY_CONNECTIONS_PER_MINUTE", "warn above (1000)"),
+    ("--anomaly-messages", "ANOMALY_MESSAGES_PER_MINUTE", "warn above (10000)"),
+    ("--web-dir", "WEB_DIR", "folder with node_modules for the page (default ./web)"),
+]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="realtime-app",
+        description="Realtime gateway: Socket.IO with JWT auth, presence, private messages, "
+        "notifications and music sync. Every flag has an environment variable.",
+    )
+    for flag, env, help_text in _SETTINGS:
+        parser.add_argument(flag, dest=env, help=f"{help_text} [env {env}]")
+    return parser
+
+
+def _int(name: str, value: str, minimum: int = 0, maximum: int | None = None) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+    if number < minimum or (maximum is not None and number > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise ConfigError(f"{name} must be {bounds}, got {number}")
+    return number
+
+
+def _bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def load_config(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Build the configuration from ``environ`` (default os.environ) and ``argv``."""
+    env = dict(os.environ if environ is None else environ)
+    args = vars(_parser().parse_args(argv))
+    raw = {key: (args[key] if args.get(key) is not None else env.get(key)) for key in args}
+    values: dict[str, object] = {}
+
+    def given(key: str) -> str | None:
+        value = raw.get(key)
+        return value if value not in (None, "") else None
+
+    if (v := given("HOST")) is not None:
+        values["host"] = v
+    if (v := given("PORT")) is not None:
+        values["port"] = _int("PORT", v, 0, 65535)
+    if (v := given("FRONTEND_URL")) is not None:
+        urls = _list(v)
+        for url in urls:
+            parsed = urlparse(url)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc or url == "*":
+                raise ConfigError(f"FRONTEND_URL entries must be http(s) origins, got {url!r}")
+        values["frontend_urls"] = tuple(u.rstrip("/") for u in urls)
+    secret, key_file = given("JWT_SECRET"), given("JWT_PUBLIC_KEY_FILE")
+    if secret is not None and key_file is not None:
+        raise ConfigError("set JWT_SECRET or JWT_PUBLIC_KEY_FILE, not both")
+    if secret is not None:
+        if len(secret) < 32:
+            raise ConfigError("JWT_SECRET must be at least 32 characters")
+        values["jwt_secret"] = secret
+    if key_file is not None:
+        try:
+            values["jwt_public_key"] = Path(key_file).read_text()
+        except OSError as exc:
+            raise ConfigError(f"JWT_PUBLIC_KEY_FILE cannot be read: {exc}") from None
+    if (v := given("JWT_ALGORITHMS")) is not None:
+        algorithms = _list(v)
+        unknown = [a for a in algorithms if a not in JWT_ALGORITHMS]
+        if not algorithms or unknown:
+            raise ConfigError(f"JWT_ALGORITHMS has unknown algorithms {unknown or v!r}")
+        values["jwt_algorithms"] = algorithms
+    algorithms = values.get("jwt_algorithms", ("HS256",))
+    assert isinstance(algorithms, tuple)
+    if key_file is not None and any(a.startswith("HS") for a in algorithms):
+        raise ConfigError("JWT_PUBLIC_KEY_FILE needs asymmetric JWT_ALGORITHMS (RS256, ES256...)")
+    if secret is not None and not all(a.startswith("HS") for a in algorithms):
+        raise ConfigError("JWT_SECRET works only with HS256/HS384/HS512 in JWT_ALGORITHMS")
+    for key, name in (("JWT_AUDIENCE", "jwt_audience"), ("JWT_ISSUER", "jwt_issuer"),
+                      ("API_KEY", "api_key"), ("WEB_DIR", "web_dir")):
+        if (v := given(key)) is not None:
+            values[name] = v
+    if "api_key" in values and len(str(values["api_key"])) < 16:
+        raise ConfigError("API_KEY must be at least 16 characters")
+    if (v := given("REDIS_URL")) is not None:
+        if urlparse(v).scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError(
+                f"REDIS_URL must start with redis://, rediss:// or unix://, got {v!r}"
+            )
+        values["redis_url"] = v
+    if (v := given("REDIS_PREFIX")) is not None:
+        values["redis_prefix"] = v
+    for key, name in (("PING_INTERVAL", "ping_interval"), ("PING_TIMEOUT", "ping_timeout"),
+                      ("UPGRADE_TIMEOUT", "upgrade_timeout")):
+        if (v := given(key)) is not None:
+            values[name] = _int(key, v, 1) / 1000
+    if (v := given("MAX_HTTP_BUFFER_SIZE")) is not None:
+        values["max_http_buffer_size"] = _int("MAX_HTTP_BUFFER_SIZE", v, 1024)
+    if (v := given("LOG_LEVEL")) is not None:
+        if v.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {v!r}")
+        values["log_level"] = v.upper()
+    if (v := given("LOG_FORMAT")) is not None:
+        if v not in ("text", "json"):
+            raise ConfigError(f"LOG_FORMAT must be text or json, got {v!r}")
+        values["log_format"] = v
+    if (v := given("DEBUG_EVENTS")) is not None:
+        values["debug_events"] = _bool("DEBUG_EVENTS", v)
+    limits = dict(DEFAULT_RATE_LIMITS)
+    for key, event in (("RATE_LIMIT_PRIVATE_MESSAGE", "private-message"),
+                       ("RATE_LIMIT_MUSIC_SYNC", "music-sync"),
+                       ("RATE_LIMIT_JOIN_ROOM", "join-room"), ("RATE_LIMIT_DEFAULT", "default")):
+        if (v := given(key)) is not None:
+            limits[event] = _int(key, v, 1)
+    values["rate_limits"] = limits
+    if (v := given("MAX_ROOMS_PER_SOCKET")) is not None:
+        values["max_rooms_per_socket"] = _int("MAX_ROOMS_PER_SOCKET", v, 1, 10_000)
+    if (v := given("BANNED_WORDS")) is not None:
+        values["banned_words"] = tuple(w.lower() for w in _list(v))
+    if (v := given("MAX_STORED_MESSAGES")) is not None:
+        values["max_stored_messages"] = _int("MAX_STORED_MESSAGES", v, 1, 1_000_000)
+    if (v := given("ANOMALY_CONNECTIONS_PER_MINUTE")) is not None:
+        values["anomaly_connections_per_minute"] = _int("ANOMALY_CONNECTIONS_PER_MINUTE", v, 1)
+    if (v := given("ANOMALY_MESSAGES_PER_MINUTE")) is not None:
+        values["anomaly_messages_per_minute"] = _int("ANOMALY_MESSAGES_PER_MINUTE", v, 1)
+    return Config(**values)  # type: ignore[arg-type]

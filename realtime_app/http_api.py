@@ -1,0 +1,245 @@
+"""The gateway's HTTP side: service API, health, metrics, the dev token and the web page."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from engineio_core import CorsOptions, HttpResponse, Request
+
+from .auth import Authenticator
+from .config import Config
+from .gateway import Gateway, iso_now
+from .store import StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["HttpApi"]
+
+STATIC_DIR = Path(__file__).parent / "static"
+USER_ID = re.compile(r"^[^\s/]{1,128}$")
+MAX_RECIPIENTS = 10_000
+
+Handler = Callable[[Request, "dict[str, str]"], Awaitable[HttpResponse]]
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def json_response(status: int, body: Any) -> HttpResponse:
+    return HttpResponse(
+        status, [("Content-Type", "application/json"), ("Cache-Control", "no-store")],
+        orjson.dumps(body),
+    )
+
+
+def _is_loopback(request: Request) -> bool:
+    if not request.remote_address:
+        return False
+    try:
+        return ipaddress.ip_address(request.remote_address[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class HttpApi:
+    def __init__(self, config: Config, gateway: Gateway, auth: Authenticator) -> None:
+        self.config = config
+        self.gateway = gateway
+        self.auth = auth
+        self.cors = CorsOptions(origin=list(config.frontend_urls), credentials=True,
+                                methods=("GET", "POST", "PUT", "DELETE"),
+                                allowed_headers=("Authorization", "Content-Type"), max_age=600)
+        web_dir = Path(config.web_dir) if config.web_dir else Path.cwd() / "web"
+        self.assets = {
+            "/vendor/vue.js": web_dir / "node_modules/vue/dist/vue.esm-browser.prod.js",
+            "/vendor/socket.io.js":
+                web_dir / "node_modules/socket.io-client/dist/socket.io.esm.min.js",
+            "/app.js": STATIC_DIR / "app.js",
+            "/style.css": STATIC_DIR / "style.css",
+            "/": STATIC_DIR / "index.html",
+        }
+        # (method, path regex) -> (handler, needs the API key)
+        self.routes: list[tuple[str, re.Pattern[str], Handler, bool]] = [
+            ("GET", re.compile(r"^/healthz$"), self.healthz, False),
+            ("GET", re.compile(r"^/readyz$"), self.readyz, False),
+            ("GET", re.compile(r"^/metrics$"), self.metrics, False),
+            ("GET", re.compile(r"^/stats$"), self.stats, True),
+            ("POST", re.compile(r"^/api/notifications$"), self.notifications, True),
+            ("PUT", re.compile(r"^/api/follows$"), self.follow, True),
+            ("DELETE", re.compile(r"^/api/follows$"), self.unfollow, True),
+            ("GET", re.compile(r"^/api/users/(?P<user>[^/]+)/online$"), self.user_online, True),
+            ("GET", re.compile(r"^/api/online-users$"), self.online_users, True),
+            ("POST", re.compile(r"^/api/dev/token$"), self.dev_token, False),
+        ]
+
+    # ------------------------------------------------------------------ dispatch
+
+    async def handle(self, request: Request) -> HttpResponse:
+        cors_headers = self.cors.response_headers(request.origin) if request.origin else []
+        if request.method == "OPTIONS":
+            headers = self.cors.preflight_headers(
+                request.origin, request.headers.get("access-control-request-headers"))
+            return HttpResponse(204, [*headers, ("Content-Length", "0")], b"")
+        try:
+            response = await self._route(request)
+        except HttpError as exc:
+            response = json_response(exc.status, {"error": exc.message})
+        except StoreUnavailable as exc:
+            logger.warning("store unavailable for %s %s: %s", request.method, request.path, exc)
+            response = json_response(503, {"error": "Service temporarily unavailable"})
+        response.headers.extend(cors_headers)
+        return response
+
+    async def _route(self, request: Request) -> HttpResponse:
+        path = request.path
+        allowed: list[str] = []
+        for method, pattern, handler, needs_key in self.routes:
+            match = pattern.match(path)
+            if match is None:
+                continue
+            if method != request.method:
+                allowed.append(method)
+                continue
+            if needs_key:
+                self._check_key(request)
+            return await handler(request, match.groupdict())
+        if request.method in ("GET", "HEAD") and path in self.assets:
+            return self._asset(path)
+        if allowed:
+            raise HttpError(405, f"Method not allowed; use {', '.join(sorted(set(allowed)))}")
+        raise HttpError(404, "Not found")
+
+    def _check_key(self, request: Request) -> None:
+        expected = self.config.api_key
+        if expected is None:
+            raise HttpError(503, "Service API disabled: set API_KEY")
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise HttpError(401, "Missing API key (Authorization: Bearer <API_KEY>)")
+        if not hmac.compare_digest(key.strip().encode(), expected.encode()):
+            raise HttpError(403, "Invalid API key")
+
+    @staticmethod
+    def _json_body(request: Request) -> dict[str, Any]:
+        try:
+            body = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            raise HttpError(400, "Malformed JSON body") from None
+        if not isinstance(body, dict):
+            raise HttpError(400, "The JSON body must be an object")
+        return body
+
+    def _asset(self, path: str) -> HttpResponse:
+        file = self.assets[path]
+        try:
+            data = file.read_bytes()
+        except OSError:
+            if path.startswith("/vendor/"):
+                raise HttpError(
+                    503, f"{path} is not installed: run `npm ci` in the web/ folder "
+                    "(scripts/run does it)") from None
+            raise HttpError(404, "Not found") from None
+        kind = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+                ".html": "text/html; charset=utf-8"}[file.suffix]
+        return HttpResponse(200, [("Content-Type", kind), ("Cache-Control", "no-cache")], data)
+
+    # ------------------------------------------------------------------ health
+
+    async def healthz(self, request: Request, params: dict[str, str]) -> HttpResponse:
+        return json_response(200, {"status": "ok"})
+
+    async def readyz(self, request: Request, params: dict[str, str]) -> HttpResponse:
+        if await self.gateway.store.ping():
+            return json_response(200, {"status": "ready"})
+        return json_response(503, {"status": "unavailable", "error": "store unreachable"})
+
+    async def metrics(self, request: Request, params: dict[str, str]) -> HttpResponse:
+        body = self.gateway.metrics.render().encode()
+        return HttpResponse(200, [("Content-Type", "text/plain; version=0.0.4")], body)
+
+    async def stats(self, request: Request, params: dict[str, str]) -> HttpResponse:
+        return json_response(200, await self.gateway.stats())
+
+    # ------------------------------------------------------------------ service API
+
+    async def notifications(self, request: Request, params: dict[str, str]) -> HttpResponse:
+        body = self._json_body(request)
+        kind, message = body.get("type"), body.get("message")
+        if not isinstance(kind, str) or not 1 <= len(kind) <= 64:
+            raise HttpError(400, "type must be a string of 1 to 64 characters")
+        if not isinstance(message, str) or len(message) > 1000:
+            raise HttpError(400, "message must be a string of at most 1000 characters")
+        if body.get("all") is True:
+            user_ids = None
+        else:
+            user_ids = body.get("userIds")
+            if (not isinstance(user_ids, list) or not user_ids
+                    or not all(isinstance(u, str) and USER_ID.match(u) for u in user_ids)):
+                raise HttpError(400, "give userIds (a non-empty list of user ids) or all: true")
+            if len(user_ids) > MAX_RECIPIENTS:
+                raise HttpError(400, f"at most {MAX_RECIPIENTS} userIds per request")
+            user_ids = list(dict.fromkeys(user_ids))
+        delivered = self.gateway.notify(user_ids, kind, message, body.get("data"))
+        return json_response(200, {"success": True, "deliveredSockets": delivered,
+                                   "timestamp": iso_now()})
+
+    def _follow_pair(self, request: Request) -> tuple[str, str]:
+        body = self._json_body(request)
+        follower, followee = body.get("followerId"), body.get("followeeId")
+        for name, value in (("followerId", follower), ("followeeId", followee)):
+            if not isinstance(value, str) or not USER_ID.match(value):
+                raise HttpError(400, f"{name} must be a user id (1 to 128 characters)")
+        if follower == followee:
+            raise HttpError(400, "a user cannot follow themselves")
+        return str(follower), str(followee)
+
+    async def follow(self, request: Request, params: dict[str, str]) -> HttpResponse:
+        follower, followee = self._follow_pair(request)
+        created = await self.gateway.store.follow(follower, followee)
+        return json_response(200, {"success": True, "created": created})
+
+    async def unfollow(self, request: Request, params: dict[str, str]) -> HttpResponse:
+        follower, followee = self._follow_pair(request)
+        removed = await self.gateway.store.unfollow(follower, followee)
+        return json_response(200, {"success": True, "removed": removed})
+
+    async def user_online(self, request: Request, params: dict[str, str]) -> HttpResponse:
+        user = params["user"]
+        if not USER_ID.match(user):
+            raise HttpError(400, "invalid user id")
+        online = await self.gateway.store.is_online(user)
+        return json_response(200, {"userId": user, "online": online})
+
+    async def online_users(self, request: Request, params: dict[str, str]) -> HttpResponse:
+        users = await self.gateway.store.online_users()
+        return json_response(200, {"users": users, "count": len(users)})
+
+    # ------------------------------------------------------------------ development
+
+    async def dev_token(self, request: Request, params: dict[str, str]) -> HttpResponse:
+        if not self.auth.dev_mode:
+            raise HttpError(404, "Not found")
+        if not _is_loopback(request):
+            raise HttpError(403, "The development token endpoint answers loopback only")
+        body = self._json_body(request)
+        user_id = body.get("userId")
+        username = body.get("username") or user_id
+        if not isinstance(user_id, str) or not USER_ID.match(user_id):
+            raise HttpError(400, "userId must be a string of 1 to 128 characters, no spaces")
+        if not isinstance(username, str) or not 1 <= len(username) <= 128:
+            raise HttpError(400, "username must be a string of 1 to 128 characters")
+        token = self.auth.mint_dev_token(user_id, username)
+        return json_response(200, {"token": token, "userId": user_id, "username": username})

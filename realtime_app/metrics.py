@@ -1,0 +1,58 @@
+"""Process-local counters, rendered in the Prometheus text format."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+__all__ = ["Metrics"]
+
+_HELP = {
+    "realtime_connections_total": ("counter", "Socket.IO connections accepted"),
+    "realtime_disconnections_total": ("counter", "Socket.IO disconnections, by reason"),
+    "realtime_events_total": ("counter", "Events received from clients, by event"),
+    "realtime_rejections_total": ("counter", "Refused handshakes and events, by reason"),
+    "realtime_rate_limit_hits_total": ("counter", "Events dropped by the rate limit"),
+    "realtime_stored_messages_total": ("counter", "Private messages stored for delivery"),
+    "realtime_stored_messages_dropped_total": (
+        "counter", "Stored messages dropped because an inbox was full"),
+    "realtime_broadcast_deliveries_total": ("counter", "Packets delivered by broadcasts"),
+    "realtime_store_errors_total": ("counter", "Operations that failed on the store"),
+}
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._counters: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(dict)
+        self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+
+    def inc(self, name: str, amount: float = 1, **labels: str) -> None:
+        key = tuple(sorted(labels.items()))
+        series = self._counters[name]
+        series[key] = series.get(key, 0) + amount
+
+    def value(self, name: str, **labels: str) -> float:
+        return self._counters.get(name, {}).get(tuple(sorted(labels.items())), 0)
+
+    def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        self._gauges[name] = (help_text, read)
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for name, (kind, help_text) in _HELP.items():
+            lines.append(f"# HELP {name} {help_text}")
+            lines.append(f"# TYPE {name} {kind}")
+            series = self._counters.get(name) or {(): 0}
+            for labels, value in sorted(series.items()):
+                label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+                suffix = f"{{{label_text}}}" if label_text else ""
+                lines.append(f"{name}{suffix} {value:g}")
+        for name, (help_text, read) in self._gauges.items():
+            lines.append(f"# HELP {name} {help_text}")
+            lines.append(f"# TYPE {name} gauge")
+            lines.append(f"{name} {read():g}")
+        return "\n".join(lines) + "\n"
