@@ -18,8 +18,8 @@ this module follows:
 
 Those forms differ only in the msgpack header (``c7 01 00 00`` is a one-byte ArrayBuffer,
 ``d4 00 00`` is undefined), which ``msgpack.unpackb`` does not report. So a message is
-decoded by ``msgpack`` (C) when it holds no ext value, which is the common case, and
-otherwise by the small exact decoder below. Both apply the same limits.
+decoded by ``msgpack`` (C) when it holds no ext value and only string map keys, which is the
+common case, and otherwise by the small exact decoder below. Both apply the same limits.
 
 Differences from the npm decoder, on purpose: an EVENT must pass
 :func:`socketio_core.packet.payload_is_valid` (a non-empty array whose first item is a
@@ -98,13 +98,6 @@ def _map_key(key: Any) -> str:
     if type(key) is int and -_MAX_SAFE_INTEGER <= key <= _MAX_SAFE_INTEGER:
         return str(key)
     raise ProtocolError("map keys must be strings")
-
-
-def _pairs_to_dict(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
-    for key, _ in pairs:
-        if type(key) is not str:
-            return {_map_key(k): v for k, v in pairs}
-    return dict(pairs)
 
 
 def _date(ms: int) -> _dt.datetime:
@@ -319,7 +312,6 @@ class MsgPackParser:
                 raw=False,
                 unicode_errors="replace",
                 strict_map_key=False,
-                object_pairs_hook=_pairs_to_dict,
                 ext_hook=_ext_hook,
                 max_str_len=size,
                 max_bin_len=size,
@@ -329,8 +321,6 @@ class MsgPackParser:
             )
         except _NeedsExactDecoding:
             return _ExactDecoder(data, self.max_depth).decode()
-        except ProtocolError:
-            raise
         except Exception as exc:  # malformed input: msgpack raises ValueError and friends
             raise ProtocolError(f"invalid msgpack data ({type(exc).__name__}: {exc})") from None
         if type(obj) is dict and not self._check(obj):
@@ -338,20 +328,32 @@ class MsgPackParser:
         return obj
 
     def _check(self, obj: dict[str, Any]) -> bool:
-        """Enforce max_depth; False when a msgpack Timestamp (ext -1) needs exact decoding."""
+        """Enforce max_depth. False when the exact decoder must decide: a map key that is
+        not a string, or a msgpack Timestamp (ext -1, which skips the ext hook)."""
         max_depth = self.max_depth
         timestamp = self._timestamp_type
         stack: list[tuple[Any, int]] = [(obj, 1)]
+        push = stack.append
         while stack:
             container, depth = stack.pop()
             if depth > max_depth:
                 raise ProtocolError("data nested too deeply")
-            for item in container.values() if type(container) is dict else container:
-                kind = type(item)
-                if kind is list or kind is dict:
-                    stack.append((item, depth + 1))
-                elif kind is timestamp:
-                    return False
+            if type(container) is dict:
+                for key, item in container.items():
+                    if type(key) is not str:
+                        return False
+                    kind = type(item)
+                    if kind is list or kind is dict:
+                        push((item, depth + 1))
+                    elif kind is timestamp:
+                        return False
+            else:
+                for item in container:
+                    kind = type(item)
+                    if kind is list or kind is dict:
+                        push((item, depth + 1))
+                    elif kind is timestamp:
+                        return False
         return True
 
 
