@@ -1,0 +1,219 @@
+// Line-protocol "puppet" around the real npm `socket.io-client` (4.8.4), for the
+// end-to-end tests of the realtime gateway (tests/realtime_app_e2e/).
+//
+//   node gateway_client.mjs [lifetimeMs]
+//
+// Reads one JSON command per line on stdin and answers each with one JSON line on stdout:
+// {"id": <same id>, "ok": true, ...} or {"id", "ok": false, "error", ...}. Commands:
+//
+//   connect    {name, url, auth?, extraHeaders?, ackPrivate=true, timeoutMs}
+//              -> {connected: true, socketId} | {connected: false, error: {message, data}}
+//   emit       {name, event, args=[], ack=false, timeoutMs} -> {ack: <response>} | {}
+//   wait       {name, event, count=1, timeoutMs} -> {events: [[...args], ...]}
+//   events     {name, event?} -> {events: [{event, args, hasAck, at}, ...]}
+//   set        {name, ackPrivate} -> {}
+//   disconnect {name} -> {}
+//   quit       {} -> exits
+//
+// Every socket records what it receives (onAny, plus connect_error / disconnect as
+// "$connect_error" / "$disconnect"). An ack callback given by the server (the last
+// argument of the handler) is recorded as hasAck and, for "private-message" when
+// ackPrivate is true, called with {received: true}. Every wait is bounded; the whole
+// process exits after lifetimeMs (default 60000, max 120000) or when stdin closes.
+
+import { io } from "socket.io-client";
+import readline from "node:readline";
+
+const STARTED = Date.now();
+const LIFETIME = Math.min(Number(process.argv[2]) || 60000, 120000);
+const MAX_WAIT = 20000;
+const sockets = new Map(); // name -> {socket, events, ackPrivate, waiters}
+
+function out(obj) {
+  process.stdout.write(JSON.stringify(obj) + "\n");
+}
+
+function shutdown(code) {
+  for (const entry of sockets.values()) {
+    try {
+      entry.socket.disconnect();
+    } catch {
+      // already closed
+    }
+  }
+  setTimeout(() => process.exit(code), 50).unref();
+}
+
+const watchdog = setTimeout(() => {
+  out({ id: null, ok: false, error: `watchdog: puppet exceeded ${LIFETIME} ms` });
+  shutdown(3);
+}, LIFETIME);
+watchdog.unref();
+
+function norm(v, depth = 0) {
+  if (depth > 20) return "<too deep>";
+  if (v === undefined) return null;
+  if (typeof v === "function") return "<function>";
+  if (v instanceof Error) return { message: v.message, data: norm(v.data, depth + 1) };
+  if (Array.isArray(v)) return v.map((x) => norm(x, depth + 1));
+  if (v && typeof v === "object") {
+    const o = {};
+    for (const [k, x] of Object.entries(v)) o[k] = norm(x, depth + 1);
+    return o;
+  }
+  return v;
+}
+
+function record(entry, event, args) {
+  let hasAck = false;
+  if (args.length && typeof args[args.length - 1] === "function") {
+    hasAck = true;
+    args = args.slice(0, -1);
+  }
+  if (entry.events.length < 2000) {
+    entry.events.push({ event, args: norm(args), hasAck, at: Date.now() });
+  }
+  for (const w of [...entry.waiters]) w();
+}
+
+function bound(ms) {
+  return Math.max(1, Math.min(Number(ms) || 5000, MAX_WAIT));
+}
+
+function getEntry(name) {
+  const entry = sockets.get(name);
+  if (!entry) throw new Error(`no socket named ${name}`);
+  return entry;
+}
+
+function waitFor(entry, predicate, timeoutMs) {
+  return new Promise((resolve) => {
+    if (predicate()) return resolve(true);
+    const check = () => {
+      if (predicate()) {
+        done();
+        resolve(true);
+      }
+    };
+    const timer = setTimeout(() => {
+      done();
+      resolve(false);
+    }, bound(timeoutMs));
+    const done = () => {
+      clearTimeout(timer);
+      const i = entry.waiters.indexOf(check);
+      if (i > -1) entry.waiters.splice(i, 1);
+    };
+    entry.waiters.push(check);
+  });
+}
+
+const handlers = {
+  async connect(cmd) {
+    if (sockets.has(cmd.name)) sockets.get(cmd.name).socket.disconnect();
+    const socket = io(cmd.url, {
+      forceNew: true,
+      reconnection: false,
+      autoConnect: false,
+      auth: cmd.auth,
+      extraHeaders: cmd.extraHeaders,
+      transports: cmd.transports,
+    });
+    const entry = { socket, events: [], waiters: [], ackPrivate: cmd.ackPrivate !== false };
+    sockets.set(cmd.name, entry);
+    socket.onAny((event, ...args) => record(entry, event, args));
+    socket.on("private-message", (...args) => {
+      const ack = args[args.length - 1];
+      if (entry.ackPrivate && typeof ack === "function") ack({ received: true });
+    });
+    socket.on("connect_error", (err) => record(entry, "$connect_error", [err]));
+    socket.on("disconnect", (reason) => record(entry, "$disconnect", [reason]));
+    let outcome = null;
+    const settled = new Promise((resolve) => {
+      socket.once("connect", () => resolve((outcome = { connected: true, socketId: socket.id })));
+      socket.once("connect_error", (err) =>
+        resolve((outcome = { connected: false, error: norm(err) })),
+      );
+      setTimeout(() => resolve(null), bound(cmd.timeoutMs));
+    });
+    socket.connect();
+    await settled;
+    if (!outcome) throw new Error("connect: no connect nor connect_error in time");
+    return outcome;
+  },
+
+  async emit(cmd) {
+    const { socket } = getEntry(cmd.name);
+    const args = cmd.args || [];
+    if (!cmd.ack) {
+      socket.emit(cmd.event, ...args);
+      return {};
+    }
+    try {
+      const response = await socket.timeout(bound(cmd.timeoutMs)).emitWithAck(cmd.event, ...args);
+      return { ack: norm(response) };
+    } catch (err) {
+      throw new Error(`no ack for ${cmd.event}: ${err.message}`);
+    }
+  },
+
+  async wait(cmd) {
+    const entry = getEntry(cmd.name);
+    const count = cmd.count ?? 1;
+    const matching = () => entry.events.filter((e) => e.event === cmd.event);
+    const ok = await waitFor(entry, () => matching().length >= count, cmd.timeoutMs);
+    const events = matching().map((e) => e.args);
+    if (!ok) {
+      const err = new Error(`waited for ${count} ${cmd.event} on ${cmd.name}, got ${events.length}`);
+      err.extra = { events: entry.events.map((e) => [e.event, e.args]) };
+      throw err;
+    }
+    return { events };
+  },
+
+  async events(cmd) {
+    const entry = getEntry(cmd.name);
+    const list = cmd.event ? entry.events.filter((e) => e.event === cmd.event) : entry.events;
+    return { events: list };
+  },
+
+  async set(cmd) {
+    getEntry(cmd.name).ackPrivate = cmd.ackPrivate !== false;
+    return {};
+  },
+
+  async disconnect(cmd) {
+    const entry = getEntry(cmd.name);
+    entry.socket.disconnect();
+    return {};
+  },
+
+  async quit() {
+    shutdown(0);
+    return {};
+  },
+};
+
+const rl = readline.createInterface({ input: process.stdin });
+rl.on("line", async (line) => {
+  if (!line.trim()) return;
+  let cmd;
+  try {
+    cmd = JSON.parse(line);
+  } catch (err) {
+    out({ id: null, ok: false, error: `bad command line: ${err.message}` });
+    return;
+  }
+  const handler = handlers[cmd.cmd];
+  if (!handler) {
+    out({ id: cmd.id, ok: false, error: `unknown command ${cmd.cmd}` });
+    return;
+  }
+  try {
+    const result = await handler(cmd);
+    out({ id: cmd.id, ok: true, elapsed: Date.now() - STARTED, ...result });
+  } catch (err) {
+    out({ id: cmd.id, ok: false, error: err.message, ...(err.extra || {}) });
+  }
+});
+rl.on("close", () => shutdown(0));
