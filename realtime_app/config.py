@@ -48,7 +48,6 @@ class Config:
     banned_words: tuple[str, ...] = ("spam", "abuse")
     max_stored_messages: int = 1000
     presence_ttl: float = 60.0
-    delivery_ack_timeout: float = 30.0
     anomaly_connections_per_minute: int = 1000
     anomaly_messages_per_minute: int = 10000
     web_dir: str | None = None

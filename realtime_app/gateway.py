@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from socketio_core import AckTimeoutError, ConnectRefused, Server, Socket
+from socketio_core import ConnectRefused, Server, Socket
 
 from .auth import Authenticator, AuthError, extract_token
 from .config import Config
@@ -359,18 +359,12 @@ class Gateway:
         return {"id": message["id"]}
 
     async def _deliver(self, target: str, message: dict[str, Any]) -> None:
-        room = user_room(target)
-        count = len(self.io.sockets.adapter.sockets((room,)))
-        if not count:
-            return  # stays stored until the target connects
-        self.metrics.inc("realtime_broadcast_deliveries_total", count)
-        operator = self.io.to(room).timeout(self.config.delivery_ack_timeout)
-        try:
-            responses = await operator.emit_with_ack("private-message", message)
-        except AckTimeoutError as exc:
-            responses = exc.responses
-        if responses:
-            await self._ack_stored(target, message["id"])
+        # Each device gets its own ack callback: the first device to ack deletes the
+        # stored copy. A target with no device online gets it on its next connection.
+        sockets = await self.io.in_(user_room(target)).fetch_sockets()
+        for socket in sockets:
+            self._send_stored(socket, target, message)
+        self.metrics.inc("realtime_broadcast_deliveries_total", len(sockets))
 
     def _send_stored(self, socket: Socket, user_id: str, message: dict[str, Any]) -> None:
         message_id = message["id"]

@@ -281,11 +281,6 @@ def test_offline_messages_redelivered_when_not_acked(puppet: Puppet) -> None:
     assert puppet.events("t3", "private-message") == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Gateway._deliver waits for the acks of every socket in user:<target> (emit_with_ack "
-    "to the room, delivery_ack_timeout 30 s) and deletes the stored copy only then: while "
-    "another device of the target does not ack, the ack of one device does not delete the "
-    "message, so a new connection within 30 s gets it again"))
 def test_live_message_acked_by_one_device_is_not_redelivered(puppet: Puppet) -> None:
     target = unique_user("two-devices")
     connect(puppet, "old", target, ack_private=False)  # e.g. a client without the ack
