@@ -129,6 +129,29 @@ def _list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
+def _check_public_key(pem: str, algorithms: tuple[str, ...]) -> None:
+    """Refuse at start a key that could never verify a token of these algorithms."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(pem.encode())
+    except (ValueError, TypeError):
+        raise ConfigError("JWT_PUBLIC_KEY_FILE is not a PEM public key") from None
+    for algorithm in algorithms:
+        if algorithm[:2] in ("RS", "PS"):
+            expected: tuple[type, ...] = (rsa.RSAPublicKey,)
+        elif algorithm.startswith("ES"):
+            expected = (ec.EllipticCurvePublicKey,)
+        else:  # EdDSA
+            expected = (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)
+        if not isinstance(key, expected):
+            raise ConfigError(
+                f"JWT_PUBLIC_KEY_FILE holds a {type(key).__name__.lstrip('_')}, "
+                f"which cannot verify {algorithm}"
+            )
+
+
 def load_config(
     argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> Config:
@@ -175,6 +198,8 @@ def load_config(
     assert isinstance(algorithms, tuple)
     if key_file is not None and any(a.startswith("HS") for a in algorithms):
         raise ConfigError("JWT_PUBLIC_KEY_FILE needs asymmetric JWT_ALGORITHMS (RS256, ES256...)")
+    if key_file is not None:
+        _check_public_key(str(values["jwt_public_key"]), algorithms)
     if secret is not None and not all(a.startswith("HS") for a in algorithms):
         raise ConfigError("JWT_SECRET works only with HS256/HS384/HS512 in JWT_ALGORITHMS")
     for key, name in (("JWT_AUDIENCE", "jwt_audience"), ("JWT_ISSUER", "jwt_issuer"),
@@ -184,10 +209,15 @@ def load_config(
     if "api_key" in values and len(str(values["api_key"])) < 16:
         raise ConfigError("API_KEY must be at least 16 characters")
     if (v := given("REDIS_URL")) is not None:
-        if urlparse(v).scheme not in ("redis", "rediss", "unix"):
+        parsed = urlparse(v)
+        if parsed.scheme not in ("redis", "rediss", "unix"):
             raise ConfigError(
                 f"REDIS_URL must start with redis://, rediss:// or unix://, got {v!r}"
             )
+        try:
+            parsed.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            raise ConfigError(f"REDIS_URL has an invalid port: {v!r}") from None
         values["redis_url"] = v
     if (v := given("REDIS_PREFIX")) is not None:
         values["redis_prefix"] = v

@@ -164,7 +164,11 @@ class Gateway:
         }
         for event, (validate, handle) in events.items():
             socket.on(event, self._event_handler(socket, event, validate, handle))
-        socket.on_any(lambda event, *args: self._unknown_event(socket, event, events))
+        def unknown_event(event: Any, *args: Any, ack: Callable[..., None] | None = None) -> None:
+            if event not in events:
+                self._unknown_event(socket, event, ack)
+
+        socket.on_any(unknown_event)
         socket.on("disconnect", lambda reason: self.io.engine.spawn(
             self._after_disconnect(socket, reason)))
         self.io.engine.spawn(self._after_connect(socket))
@@ -283,22 +287,24 @@ class Gateway:
         else:
             socket.emit("error", {"event": event, "message": message})
 
-    def _unknown_event(self, socket: Socket, event: Any, known: dict[str, Any]) -> None:
-        if event in known:
-            return
+    def _unknown_event(
+        self, socket: Socket, event: Any, ack: Callable[..., None] | None
+    ) -> None:
         self.metrics.inc("realtime_events_total", event="unknown")
 
         async def refuse() -> None:
-            if await self._within_rate_limit(socket, "default", None):
+            if await self._within_rate_limit(socket, "default", ack):
                 self.metrics.inc("realtime_rejections_total", reason="unknown_event")
-                self._refuse(socket, str(event)[:128], None, "Unknown event")
+                self._refuse(socket, str(event)[:128], ack, "Unknown event")
 
         self.io.engine.spawn(refuse())
 
     # ------------------------------------------------------------------ rooms
 
     def _check_room(self, socket: Socket, room: str) -> None:
-        if room.startswith(USER_ROOM_PREFIX):
+        # user:<id> rooms carry private messages, and every socket has a room named after
+        # its id: joining either would let one user listen to another.
+        if room.startswith(USER_ROOM_PREFIX) or room in self.io.sockets.sockets:
             raise Refusal("Room name is reserved", "reserved_room")
 
     async def _join_room(self, socket: Socket, room: str) -> dict[str, Any]:
@@ -368,6 +374,12 @@ class Gateway:
 
     def _send_stored(self, socket: Socket, user_id: str, message: dict[str, Any]) -> None:
         message_id = message["id"]
+        # A message sent while the connection is being set up arrives live and also
+        # from the inbox: each socket gets each message once.
+        delivered: set[str] = socket.data.setdefault("_deliveredMessageIds", set())
+        if message_id in delivered:
+            return
+        delivered.add(message_id)
         socket.emit("private-message", message,
                     callback=lambda *_: self.io.engine.spawn(self._ack_stored(user_id, message_id)))
 

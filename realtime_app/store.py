@@ -299,12 +299,19 @@ class RedisStore:
 
         self.prefix = prefix
         self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
         self.redis = aioredis.from_url(
             url,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             health_check_interval=10,
             decode_responses=True,
+            # One immediate retry: after a Redis restart each pooled connection fails once.
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[RedisConnectionError],
         )
         self._add = self.redis.register_script(_ADD_CONNECTION)
         self._remove = self.redis.register_script(_REMOVE_CONNECTION)
@@ -354,7 +361,8 @@ class RedisStore:
         pipe = self.redis.pipeline(transaction=False)
         for user_id, socket_id in pairs:
             user_key = self._key("presence", "user", user_id)
-            pipe.zadd(user_key, {socket_id: expiry}, xx=True)
+            # Not XX: after Redis lost its data, live sockets put their presence back.
+            pipe.zadd(user_key, {socket_id: expiry})
             pipe.pexpireat(user_key, expiry)
             pipe.zadd(online, {user_id: expiry}, gt=True)
         await self._run(pipe.execute())

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from email.utils import formatdate
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .adapter import (
@@ -176,7 +177,11 @@ class Socket:
                 handlers.remove(handler)
 
     def on_any(self, handler: Handler) -> Handler:
-        """Called with (event, *args) for every incoming event, before its handlers."""
+        """Called with (event, *args) for every incoming event, before its handlers.
+
+        A catch-all that takes an ``ack`` keyword gets the event's ack (None if the client
+        asked for none), e.g. to answer events no handler knows.
+        """
         if self._any is None:
             self._any = []
         self._any.append(handler)
@@ -386,15 +391,19 @@ class Socket:
 
     def _on_event(self, packet: Packet) -> None:
         args: list[Any] = packet.data
+        ack = Ack(self, packet.id) if packet.id is not None else None
         if self._any is not None:
             for handler in list(self._any):
-                self.server.engine.call_handler(handler, *args)
+                if wants_ack(handler):
+                    self.server.engine.call_handler(partial(handler, ack=ack), *args)
+                else:
+                    self.server.engine.call_handler(handler, *args)
         if self._middlewares is None:
-            self._dispatch(args, packet.id)
+            self._dispatch(args, ack)
         else:
-            self._run_middlewares(args, packet.id)
+            self._run_middlewares(args, ack)
 
-    def _run_middlewares(self, args: list[Any], ack_id: int | None) -> None:
+    def _run_middlewares(self, args: list[Any], ack: Ack | None) -> None:
         middlewares = list(self._middlewares or ())
         for index, middleware in enumerate(middlewares):
             try:
@@ -403,13 +412,14 @@ class Socket:
                 self._emit_reserved("error", exc)
                 return
             if inspect.isawaitable(result):
-                self.server.engine.spawn(self._finish_middlewares(result, middlewares[index + 1:],
-                                                                  args, ack_id))
+                self.server.engine.spawn(
+                    self._finish_middlewares(result, middlewares[index + 1:], args, ack)
+                )
                 return
-        self._dispatch(args, ack_id)
+        self._dispatch(args, ack)
 
     async def _finish_middlewares(
-        self, pending: Any, rest: list[Middleware], args: list[Any], ack_id: int | None
+        self, pending: Any, rest: list[Middleware], args: list[Any], ack: Ack | None
     ) -> None:
         try:
             await pending
@@ -421,15 +431,14 @@ class Socket:
             self._emit_reserved("error", exc)
             return
         if self.connected:
-            self._dispatch(args, ack_id)
+            self._dispatch(args, ack)
 
-    def _dispatch(self, args: list[Any], ack_id: int | None) -> None:
+    def _dispatch(self, args: list[Any], ack: Ack | None) -> None:
         event = args[0]
         handlers = self._handlers.get(event) if self._handlers is not None else None
         if not handlers:
             return
         params = args[1:]
-        ack = self._make_ack(ack_id) if ack_id is not None else None
         for handler in list(handlers):
             self._call(handler, params, ack)
 
@@ -455,9 +464,6 @@ class Socket:
             return
         if ack is not None:
             ack.send_result(result)
-
-    def _make_ack(self, ack_id: int) -> Ack:
-        return Ack(self, ack_id)
 
 
 class Ack:
