@@ -70,12 +70,15 @@ class _AsgiResponder:
 class _AsgiWebSocket:
     """Engine.IO transport over an ASGI WebSocket connection."""
 
-    __slots__ = ("_queue", "_send", "_wake", "close_code", "closed", "session", "wants_close")
+    __slots__ = ("_high_water", "_queue", "_queued_bytes", "_send", "_wake", "close_code",
+                 "closed", "session", "wants_close")
 
     name = "websocket"
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, high_water: int) -> None:
         self._send = send
+        self._high_water = high_water
+        self._queued_bytes = 0
         self._queue: deque[str | bytes] = deque()
         self._wake = asyncio.Event()
         self.closed = False
@@ -87,13 +90,23 @@ class _AsgiWebSocket:
     def writable(self) -> bool:
         return not (self.closed or self.wants_close)
 
+    @property
+    def congested(self) -> bool:
+        return self._queued_bytes > self._high_water
+
+    def send_one(self, packet: OutgoingPacket) -> None:
+        self.send([packet])
+
     def send(self, packets: list[OutgoingPacket]) -> None:
         if self.writable:
-            self._queue.extend(p.websocket_data for p in packets)
+            for packet in packets:
+                data = packet.websocket_data
+                self._queue.append(data)
+                self._queued_bytes += len(data)
             self._wake.set()
 
     def buffered_amount(self) -> int:
-        return sum(len(item) for item in self._queue)
+        return self._queued_bytes
 
     def close(self, callback: Callable[[], object] | None = None) -> None:
         self.wants_close = True
@@ -113,6 +126,7 @@ class _AsgiWebSocket:
                 self._wake.clear()
                 while self._queue:
                     item = self._queue.popleft()
+                    self._queued_bytes -= len(item)
                     if isinstance(item, str):
                         await send({"type": "websocket.send", "text": item})
                     else:
@@ -126,10 +140,11 @@ class _AsgiWebSocket:
 
 
 class _AsgiAcceptor:
-    __slots__ = ("accepted", "decided", "headers", "rejected", "send")
+    __slots__ = ("accepted", "decided", "headers", "high_water", "rejected", "send")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, high_water: int) -> None:
         self.send = send
+        self.high_water = high_water
         self.accepted: _AsgiWebSocket | None = None
         self.headers: list[tuple[str, str]] = []
         self.rejected: tuple[int, bytes, list[tuple[str, str]]] | None = None
@@ -141,7 +156,7 @@ class _AsgiAcceptor:
 
     def accept(self, headers: list[tuple[str, str]]) -> _AsgiWebSocket:
         self.headers = headers
-        self.accepted = _AsgiWebSocket(self.send)
+        self.accepted = _AsgiWebSocket(self.send, self.high_water)
         self.decided.set()
         return self.accepted
 
@@ -237,7 +252,7 @@ class EngineASGIApp:
         if message["type"] != "websocket.connect":
             return
         request = _request_from_scope(scope, upgrade=True)
-        acceptor = _AsgiAcceptor(send)
+        acceptor = _AsgiAcceptor(send, engine.session_config.write_buffer_high_water)
         engine.handle_websocket(request, acceptor)
         await acceptor.decided.wait()  # allow_request may be async
         if acceptor.accepted is None:

@@ -93,6 +93,15 @@ class HttpProtocol(asyncio.Protocol):
         self._conn.receive_data(data)
         self._process()
 
+    def pause_writing(self) -> None:
+        # More than the high-water mark is waiting in the socket's buffer.
+        if self._ws is not None:
+            self._ws.congested = True
+
+    def resume_writing(self) -> None:
+        if self._ws is not None:
+            self._ws.congested = False
+
     def eof_received(self) -> bool | None:
         if self._ws is not None:
             # A WebSocket peer that half-closes without a close frame is gone.
@@ -306,6 +315,9 @@ class HttpProtocol(asyncio.Protocol):
             extensions=responder.ws_extensions,
         )
         self._ws = ws
+        self._transport.set_write_buffer_limits(
+            high=self.server.session_config.write_buffer_high_water
+        )
         if trailing:
             self.server.loop.call_soon(self._feed_ws, trailing)
         return ws

@@ -56,6 +56,8 @@ class PollingTransport:
     )
 
     name = "polling"
+    #: Long-polling congestion is the session's queue, counted by the session itself.
+    congested = False
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
@@ -137,6 +139,9 @@ class PollingTransport:
         responder.respond(200, _PAYLOAD_HEADERS, body)
         if done is not None:
             done()
+
+    def send_one(self, packet: OutgoingPacket) -> None:
+        self.send([packet])
 
     def buffered_amount(self) -> int:
         return 0

@@ -49,8 +49,15 @@ class Transport(Protocol):
     #: True when ``send`` would put bytes on the wire now (WebSocket open, or a pending
     #: long-polling GET), False when packets would have to wait in the session buffer.
     writable: bool
+    #: True while the peer is not keeping up: more than the high-water mark of bytes is
+    #: waiting in the socket's write buffer (set from asyncio's pause/resume_writing).
+    congested: bool
 
     def send(self, packets: list[OutgoingPacket]) -> None: ...
+
+    def send_one(self, packet: OutgoingPacket) -> None:
+        """``send([packet])`` without the list: the broadcast hot path."""
+        ...
 
     def buffered_amount(self) -> int:
         """Bytes written but not yet accepted by the peer's socket."""
@@ -237,24 +244,36 @@ class Session:
         """Queue a pre-encoded packet; the same object may be given to many sessions.
 
         Slow consumer policy: a volatile packet is dropped when the transport cannot take
-        it now or already holds more than ``write_buffer_high_water`` bytes. When the bytes
-        waiting for this peer pass ``max_write_buffer``, the session is closed with
-        ``transport error``: a peer that stops reading cannot grow server memory forever.
+        it now (no pending GET, upgrade in progress) or is congested (more than
+        ``write_buffer_high_water`` bytes waiting). When the bytes waiting for this peer
+        pass ``max_write_buffer``, the session is closed with ``transport error``: a peer
+        that stops reading cannot grow server memory forever.
         Returns True if the packet was queued or written.
         """
+        transport = self.transport
+        if (
+            self.state is SessionState.OPEN
+            and transport.writable
+            and not transport.congested
+            and not self.write_buffer
+        ):
+            transport.send_one(packet)  # the hot path: straight to the wire
+            return True
+        return self._send_packet_slow(packet, volatile)
+
+    def _send_packet_slow(self, packet: OutgoingPacket, volatile: bool) -> bool:
         if not self.is_open:
             return False
         transport = self.transport
         if volatile and (
             not transport.writable
+            or transport.congested
             or self.state is SessionState.UPGRADING
-            or transport.buffered_amount() > self._config.write_buffer_high_water
         ):
             return False
         if transport.writable and not self.write_buffer:
-            # Hot path: straight to the wire, no list kept.
-            transport.send([packet])
-            if transport.buffered_amount() > self._config.max_write_buffer:
+            transport.send_one(packet)
+            if transport.congested and transport.buffered_amount() > self._config.max_write_buffer:
                 logger.info("session %s: peer is not reading, closing", self.sid)
                 self.close("transport error", discard=True)
             return True

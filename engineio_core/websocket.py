@@ -117,7 +117,9 @@ class WebSocketTransport:
         "_protocol",
         "_writer",
         "closed",
+        "congested",
         "session",
+        "writable",
     )
 
     name = "websocket"
@@ -141,11 +143,10 @@ class WebSocketTransport:
         self._fragments: list[bytes] | None = None
         self._fragment_opcode = Opcode.TEXT
         self.closed = False
+        #: Mirrors ``protocol.state is OPEN`` as a plain attribute (read per delivery).
+        self.writable = True
+        self.congested = False
         self.session: Session | None = None
-
-    @property
-    def writable(self) -> bool:
-        return self._protocol.state is State.OPEN
 
     # ---------------------------------------------------------------- from the socket
 
@@ -167,11 +168,13 @@ class WebSocketTransport:
                     self._fragments = None
                     self._deliver(self._fragment_opcode, payload)
             elif opcode is Opcode.CLOSE:
+                self.writable = False
                 self._flush_protocol()
                 self._on_closed(error=False)
                 return
         self._flush_protocol()
-        if protocol.state is not State.OPEN and not self.closed:
+        self.writable = protocol.state is State.OPEN
+        if not self.writable and not self.closed:
             # The Protocol failed the connection: bad framing or a message too big.
             logger.debug("websocket failed: %r", protocol.parser_exc)
             self._on_closed(error=True)
@@ -180,6 +183,7 @@ class WebSocketTransport:
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None
+        self.writable = False
         if not self.closed:
             self._protocol.receive_eof()
             self._on_closed(error=False)
@@ -218,9 +222,17 @@ class WebSocketTransport:
 
     # ---------------------------------------------------------------- from the session
 
+    def send_one(self, packet: OutgoingPacket) -> None:
+        if not self.writable:
+            return
+        if self._deflate:
+            self.send([packet])
+        else:
+            self._writer.write(packet._frame or packet.websocket_frame)
+
     def send(self, packets: list[OutgoingPacket]) -> None:
         protocol = self._protocol
-        if protocol.state is not State.OPEN:
+        if not self.writable:
             return
         if self._deflate:
             for packet in packets:
@@ -241,6 +253,7 @@ class WebSocketTransport:
     def close(self, callback: Callable[[], object] | None = None) -> None:
         protocol = self._protocol
         if protocol.state is State.OPEN:
+            self.writable = False
             protocol.send_close()
             self._flush_protocol()
             clock = self._clock

@@ -11,7 +11,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -184,13 +184,19 @@ class InMemoryAdapter:
             self._store(packet, opts)
         outgoing = self.encode(packet)
         volatile = opts.flags.volatile
-
-        def deliver(socket: Socket) -> None:
+        data = packet.data
+        if len(outgoing) == 1:
+            # The hot path: one Engine.IO message, the same object for every recipient.
+            single = outgoing[0]
+            for socket in self._recipients(opts):
+                if socket._any_outgoing is not None:
+                    socket._notify_outgoing(data)
+                socket.client.session.send_packet(single, volatile=volatile)
+            return
+        for socket in self._recipients(opts):
             if socket._any_outgoing is not None:
-                socket._notify_outgoing(packet.data)
+                socket._notify_outgoing(data)
             socket.client.write_outgoing(outgoing, volatile)
-
-        self._apply(opts, deliver)
 
     def broadcast_with_ack(
         self,
@@ -220,13 +226,18 @@ class InMemoryAdapter:
         return 1
 
     def _apply(self, opts: BroadcastOptions, fn: Callable[[Socket], None]) -> None:
+        for socket in self._recipients(opts):
+            fn(socket)
+
+    def _recipients(self, opts: BroadcastOptions) -> Iterator[Socket]:
+        """The sockets ``opts`` targets, each once. Safe against changes while iterating."""
         sockets = self.nsp.sockets
         except_sids = self._except_sids(opts.except_rooms)
         rooms = opts.rooms
         if not rooms:
             for sid, socket in list(sockets.items()):
                 if sid not in except_sids:
-                    fn(socket)
+                    yield socket
             return
         if len(rooms) == 1:
             (room,) = rooms
@@ -234,7 +245,7 @@ class InMemoryAdapter:
                 if sid not in except_sids:
                     socket = sockets.get(sid)
                     if socket is not None:
-                        fn(socket)
+                        yield socket
             return
         seen: set[str] = set()
         for room in rooms:
@@ -244,7 +255,7 @@ class InMemoryAdapter:
                 seen.add(sid)
                 socket = sockets.get(sid)
                 if socket is not None:
-                    fn(socket)
+                    yield socket
 
     def _except_sids(self, except_rooms: frozenset[str]) -> set[str] | frozenset[str]:
         if not except_rooms:

@@ -123,7 +123,8 @@ class Client:
     def write_outgoing(self, outgoing: list[OutgoingPacket], volatile: bool) -> None:
         """Write a pre-encoded packet (text part, then attachments)."""
         session = self.session
-        if volatile and not session.transport.writable:
+        transport = session.transport
+        if volatile and (not transport.writable or transport.congested):
             return  # all parts or none
         for packet in outgoing:
             session.send_packet(packet, volatile=volatile)

@@ -53,6 +53,10 @@ class FakeTransport:
         self.closed = False
         self.discarded = False
         self.buffered = 0
+        self.congested = False
+
+    def send_one(self, packet: OutgoingPacket) -> None:
+        self.send([packet])
 
     def send(self, packets: list[OutgoingPacket]) -> None:
         self.sent.extend(p.polling_text for p in packets)
@@ -177,15 +181,20 @@ def test_volatile_dropped_when_not_writable() -> None:
     assert session.send("v", volatile=True) is True
 
 
-def test_volatile_dropped_over_high_water() -> None:
+def test_volatile_dropped_when_congested() -> None:
     session, transport, _, _ = make("websocket")
-    transport.buffered = 11
+    transport.congested = True  # the socket buffer passed its high-water mark
     assert session.send("v", volatile=True) is False
     assert session.send("kept") is True
+    assert transport.sent[-1] == "4kept"
 
 
-def test_slow_consumer_is_closed() -> None:
+def test_congested_peer_past_the_limit_is_closed() -> None:
     session, transport, _, events = make("websocket")
+    transport.congested = True
+    transport.buffered = 50
+    session.send("x")
+    assert events == []
     transport.buffered = 101
     session.send("x")
     assert events == [("close", "transport error")]
