@@ -77,15 +77,17 @@ class Handshake:
             return cls({}, formatdate(usegmt=True), "", False, False,
                        int(time.time() * 1000), "", {}, auth)
         address = request.remote_address[0] if request.remote_address else ""
+        # The engine keeps the first request of the session anyway: share its dicts
+        # rather than copying them for every namespace (memory per connection).
         return cls(
-            headers=dict(request.headers),
+            headers=request.headers,
             time=formatdate(usegmt=True),
             address=address,
             xdomain="origin" in request.headers,
             secure=request.secure,
             issued=int(time.time() * 1000),
             url=request.url,
-            query=dict(request.query),
+            query=request.query,
             auth=auth,
         )
 
