@@ -313,6 +313,7 @@ class HttpProtocol(asyncio.Protocol):
             self.server.loop,
             max_message_size=self.server.max_http_buffer_size,
             extensions=responder.ws_extensions,
+            batcher=self.server.write_batcher,
         )
         self._ws = ws
         self._transport.set_write_buffer_limits(

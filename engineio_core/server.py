@@ -11,6 +11,7 @@ import inspect
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -19,6 +20,7 @@ from .cors import CorsOptions
 from .polling import PollingTransport, Responder
 from .request import HttpResponse, Request
 from .session import Session, SessionConfig
+from .websocket import WriteBatcher
 
 if TYPE_CHECKING:
     from .http import HttpProtocol
@@ -45,6 +47,19 @@ ERROR_MESSAGES = {
 }
 
 _EVENTS = ("connection", "message", "close", "headers", "initial_headers", "connection_error")
+
+
+# Results that are certainly not awaitable: checked first because inspect.isawaitable()
+# costs an ABC lookup, and handlers run once per message.
+_PLAIN_TYPES = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict})
+
+
+def is_awaitable(value: object) -> bool:
+    """``inspect.isawaitable`` with a fast path for the usual handler results."""
+    kind = type(value)
+    if kind in _PLAIN_TYPES:
+        return False
+    return kind is CoroutineType or inspect.isawaitable(value)
 
 
 class Forbidden(Exception):
@@ -167,6 +182,7 @@ class EngineServer:
         self._handlers: dict[str, list[Callable[..., Any]]] = {e: [] for e in _EVENTS}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._write_batcher: WriteBatcher | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[HttpProtocol] = set()
         self._closing = False
@@ -195,7 +211,7 @@ class EngineServer:
         except Exception:
             logger.exception("error in handler %r", handler)
             return
-        if inspect.isawaitable(result):
+        if is_awaitable(result):
             self.spawn(result)
 
     def spawn(self, awaitable: Awaitable[Any]) -> asyncio.Task[Any]:
@@ -215,6 +231,13 @@ class EngineServer:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         return self._loop
+
+    @property
+    def write_batcher(self) -> WriteBatcher:
+        """Coalesces WebSocket writes per loop iteration (see ``websocket.WriteBatcher``)."""
+        if self._write_batcher is None:
+            self._write_batcher = WriteBatcher(self.loop)
+        return self._write_batcher
 
     @property
     def clients_count(self) -> int:

@@ -17,7 +17,7 @@ import base64
 import binascii
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Opcode
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HandshakeError", "WebSocketTransport", "negotiate"]
+__all__ = ["HandshakeError", "WebSocketTransport", "WriteBatcher", "negotiate"]
 
 # After our close frame, how long the peer gets to answer before the TCP connection is cut.
 CLOSE_TIMEOUT = 5.0
@@ -51,6 +51,34 @@ class Writer(Protocol):
     def close(self) -> None: ...
 
     def get_write_buffer_size(self) -> int: ...
+
+
+class WriteBatcher:
+    """Coalesces the frames written to each connection during one event-loop iteration.
+
+    A burst of broadcasts (several messages handled in one iteration) would otherwise
+    cost one ``send`` system call per frame per recipient; batched, each recipient costs
+    one call per iteration. Frames are flushed by a single ``call_soon`` callback.
+    """
+
+    __slots__ = ("_dirty", "_loop", "_scheduled")
+
+    def __init__(self, loop: Any) -> None:
+        self._loop = loop
+        self._dirty: list[WebSocketTransport] = []
+        self._scheduled = False
+
+    def add(self, transport: WebSocketTransport) -> None:
+        self._dirty.append(transport)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for transport in dirty:
+            transport.flush_batch()
 
 
 class HandshakeError(Exception):
@@ -109,6 +137,8 @@ class WebSocketTransport:
     """Engine.IO transport over one WebSocket connection."""
 
     __slots__ = (
+        "_batch",
+        "_batcher",
         "_clock",
         "_close_timer",
         "_deflate",
@@ -131,6 +161,7 @@ class WebSocketTransport:
         *,
         max_message_size: int,
         extensions: list[Extension] | None = None,
+        batcher: WriteBatcher | None = None,
     ) -> None:
         protocol = WsProtocol(Side.SERVER, state=State.OPEN, max_size=max_message_size)
         if extensions:
@@ -138,6 +169,8 @@ class WebSocketTransport:
         self._protocol = protocol
         self._deflate = bool(extensions)
         self._writer = writer
+        self._batcher = batcher
+        self._batch: list[bytes] | None = None
         self._clock = clock
         self._close_timer: TimerHandle | None = None
         self._fragments: list[bytes] | None = None
@@ -168,8 +201,8 @@ class WebSocketTransport:
                     self._fragments = None
                     self._deliver(self._fragment_opcode, payload)
             elif opcode is Opcode.CLOSE:
+                self._flush_protocol()  # queued frames, then the reply to the close
                 self.writable = False
-                self._flush_protocol()
                 self._on_closed(error=False)
                 return
         self._flush_protocol()
@@ -227,8 +260,21 @@ class WebSocketTransport:
             return
         if self._deflate:
             self.send([packet])
+            return
+        frame = packet._frame or packet.websocket_frame
+        batch = self._batch
+        if batch is not None:
+            batch.append(frame)
+        elif self._batcher is not None:
+            self._batch = [frame]
+            self._batcher.add(self)
         else:
-            self._writer.write(packet._frame or packet.websocket_frame)
+            self._writer.write(frame)
+
+    def flush_batch(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch and self.writable:
+            self._writer.write(batch[0] if len(batch) == 1 else b"".join(batch))
 
     def send(self, packets: list[OutgoingPacket]) -> None:
         protocol = self._protocol
@@ -242,10 +288,9 @@ class WebSocketTransport:
                 else:
                     protocol.send_binary(data)
             self._flush_protocol()
-        elif len(packets) == 1:
-            self._writer.write(packets[0].websocket_frame)
         else:
-            self._writer.writelines([p.websocket_frame for p in packets])
+            for packet in packets:
+                self.send_one(packet)
 
     def buffered_amount(self) -> int:
         return self._writer.get_write_buffer_size()
@@ -253,6 +298,8 @@ class WebSocketTransport:
     def close(self, callback: Callable[[], object] | None = None) -> None:
         protocol = self._protocol
         if protocol.state is State.OPEN:
+            if self._batch:
+                self.flush_batch()  # what was sent before the close goes out before it
             self.writable = False
             protocol.send_close()
             self._flush_protocol()
@@ -265,6 +312,8 @@ class WebSocketTransport:
         self.session = None
 
     def _flush_protocol(self) -> None:
+        if self._batch:
+            self.flush_batch()  # data frames queued before a control frame go first
         writer = self._writer
         for data in self._protocol.data_to_send():
             if data:

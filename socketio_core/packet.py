@@ -8,6 +8,7 @@ attachments arrives as several Engine.IO messages.
 from __future__ import annotations
 
 import enum
+import re
 from typing import Any, Protocol
 
 import orjson
@@ -49,6 +50,7 @@ class PacketType(enum.IntEnum):
 
 
 _TYPE_BY_CHAR = {str(int(t)): t for t in PacketType}
+_TYPE_CHARS = {t: str(int(t)) for t in PacketType}
 
 
 class Packet:
@@ -115,17 +117,17 @@ def encode(packet: Packet) -> list[str | bytes]:
             ptype = PacketType.BINARY_EVENT if ptype is PacketType.EVENT else PacketType.BINARY_ACK
     else:
         body = orjson.dumps(packet.data, option=_DUMPS_OPTIONS).decode()
-    parts = [str(int(ptype))]
+    head = _TYPE_CHARS[ptype]
     if buffers:
-        parts.append(f"{len(buffers)}-")
+        head = f"{head}{len(buffers)}-"
     if packet.nsp != "/":
         # Always followed by a comma, like the reference encoder ("1/admin,").
-        parts.append(packet.nsp)
-        parts.append(",")
+        head = f"{head}{packet.nsp},"
     if packet.id is not None:
-        parts.append(str(packet.id))
-    parts.append(body)
-    return ["".join(parts), *buffers]
+        head = f"{head}{packet.id}"
+    if buffers:
+        return [head + body, *buffers]
+    return [head + body]
 
 
 # ---------------------------------------------------------------------- decoding
@@ -153,20 +155,20 @@ def payload_is_valid(ptype: PacketType, data: Any) -> bool:
     return isinstance(data, list)  # ACK, BINARY_ACK
 
 
+# type, attachments ("N-"), namespace (up to a comma), ack id; the JSON payload follows.
+_HEADER = re.compile(r"([0-6])(?:(\d+)-)?(?:(/[^,]*),?)?(\d*)", re.ASCII)
+
+
 def decode_text(text: str, max_attachments: int = DEFAULT_MAX_ATTACHMENTS) -> tuple[Packet, int]:
     """Decode the text part of a packet; returns (packet, attachments still expected)."""
-    if not text:
-        raise ProtocolError("empty packet")
-    ptype = _TYPE_BY_CHAR.get(text[0])
-    if ptype is None:
-        raise ProtocolError(f"unknown packet type {text[0]!r}")
-    i = 1
-    n = len(text)
+    match = _HEADER.match(text)
+    if match is None:
+        raise ProtocolError("empty packet" if not text else f"unknown packet type {text[0]!r}")
+    type_char, count, nsp, digits = match.groups()
+    ptype = _TYPE_BY_CHAR[type_char]
     attachments = 0
     if ptype is PacketType.BINARY_EVENT or ptype is PacketType.BINARY_ACK:
-        dash = text.find("-", 1)
-        count = text[1:dash] if dash > 0 else ""
-        if not count.isdigit() or not count.isascii():
+        if count is None:
             raise ProtocolError("illegal attachments")
         try:
             attachments = int(count)
@@ -174,24 +176,16 @@ def decode_text(text: str, max_attachments: int = DEFAULT_MAX_ATTACHMENTS) -> tu
             raise ProtocolError("illegal attachments") from None
         if attachments > max_attachments:
             raise ProtocolError("too many attachments")
-        i = dash + 1
-    nsp = "/"
-    if i < n and text[i] == "/":
-        comma = text.find(",", i)
-        if comma == -1:
-            nsp, i = text[i:], n
-        else:
-            nsp, i = text[i:comma], comma + 1
-    start = i
-    while i < n and "0" <= text[i] <= "9":
-        i += 1
+    elif count is not None:
+        raise ProtocolError("attachments on a packet that cannot have any")
     try:
-        packet_id = int(text[start:i]) if i > start else None
-    except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+        packet_id = int(digits) if digits else None
+    except ValueError:  # more digits than int() converts
         raise ProtocolError("invalid packet id") from None
-    if i < n:
+    body = text[match.end():]
+    if body:
         try:
-            data = orjson.loads(text[i:])
+            data = orjson.loads(body)
         except orjson.JSONDecodeError:
             raise ProtocolError("invalid JSON payload") from None
         # A literal ``null`` is a payload too, and no packet type accepts it.
@@ -202,7 +196,7 @@ def decode_text(text: str, max_attachments: int = DEFAULT_MAX_ATTACHMENTS) -> tu
     else:
         # The reference parser lets "2" through with no data; the protocol requires one.
         raise ProtocolError("missing payload")
-    return Packet(ptype, data, nsp, packet_id), attachments
+    return Packet(ptype, data, nsp or "/", packet_id), attachments
 
 
 def _reconstruct(data: Any, buffers: list[bytes]) -> Any:

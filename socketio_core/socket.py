@@ -13,6 +13,8 @@ from email.utils import formatdate
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from engineio_core.server import is_awaitable
+
 from .adapter import (
     NO_FLAGS,
     RECOVERABLE_REASONS,
@@ -453,7 +455,7 @@ class Socket:
         except Exception:
             logger.exception("error in handler for %r", handler)
             return
-        if inspect.isawaitable(result):
+        if is_awaitable(result):
             self.server.engine.spawn(self._await_handler(result, None if explicit else ack))
         elif ack is not None and not explicit:
             ack.send_result(result)
