@@ -55,8 +55,9 @@ class Authenticator:
             self.algorithms = ["HS256"]
             logger.warning(
                 "development mode: no JWT_SECRET or JWT_PUBLIC_KEY_FILE set; tokens are signed "
-                "with a secret generated for this process and POST /api/dev/token is enabled "
-                "on loopback. Do not use this in production."
+                "with the secret %s generated for this process (HS256) and POST "
+                "/api/dev/token is enabled on loopback. Do not use this in production.",
+                self._key,
             )
         else:
             self._key = config.jwt_secret or config.jwt_public_key or ""
