@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -196,8 +197,6 @@ class Server:
     async def serve(self, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
         await self.start(host, port, **kwargs)
         try:
-            import asyncio
-
             await asyncio.Future()
         finally:
             await self.stop()
