@@ -21,6 +21,7 @@ __all__ = [
     "Session",
     "SessionState",
     "run",
+    "wait_for_shutdown_signal",
 ]
 
 
@@ -34,3 +35,15 @@ def run(main: object) -> None:
         asyncio.run(main)  # type: ignore[arg-type]
     else:
         uvloop.run(main)  # type: ignore[arg-type]
+
+
+async def wait_for_shutdown_signal() -> None:
+    """Return once the process gets SIGINT or SIGTERM (for ``main`` functions)."""
+    import asyncio
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

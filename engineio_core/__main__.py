@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 
-from . import CorsOptions, EngineServer, run
+from . import CorsOptions, EngineServer, run, wait_for_shutdown_signal
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,20 +43,16 @@ async def main(args: argparse.Namespace) -> None:
     def echo(session, data):  # type: ignore[no-untyped-def]
         session.send(data)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     if args.asgi:
-        await serve_asgi(server, args, stop)
+        await serve_asgi(server, args)
         return
     await server.start(args.host, args.port)
     print(f"LISTENING {server.port}", flush=True)
-    await stop.wait()
+    await wait_for_shutdown_signal()
     await server.stop()
 
 
-async def serve_asgi(server: EngineServer, args: argparse.Namespace, stop: asyncio.Event) -> None:
+async def serve_asgi(server: EngineServer, args: argparse.Namespace) -> None:
     import uvicorn
 
     from .asgi import EngineASGIApp
@@ -74,7 +69,7 @@ async def serve_asgi(server: EngineServer, args: argparse.Namespace, stop: async
         await asyncio.sleep(0.01)
     port = web.servers[0].sockets[0].getsockname()[1]
     print(f"LISTENING {port}", flush=True)
-    await stop.wait()
+    await wait_for_shutdown_signal()
     web.should_exit = True
     await task
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import signal
 import sys
 
-from engineio_core import run
+from engineio_core import run, wait_for_shutdown_signal
 
 from .app import GatewayApp
 from .config import Config, ConfigError, load_config
@@ -41,11 +39,7 @@ async def serve(config: Config) -> None:
     await app.start()
     # One machine-readable line, for scripts and tests that start the gateway on port 0.
     print(f"LISTENING {app.port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await wait_for_shutdown_signal()
     await app.stop()
 
 

@@ -8,11 +8,11 @@ arguments. Times on the command line are in milliseconds.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import sys
 from typing import Any
+
+from engineio_core import wait_for_shutdown_signal
 
 from . import CorsOptions, RecoveryOptions, Server, Socket, run
 
@@ -77,11 +77,7 @@ async def main(args: argparse.Namespace) -> None:
     io = build(args)
     await io.start(args.host, args.port)
     print(f"LISTENING {io.port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await wait_for_shutdown_signal()
     await io.stop()
 
 

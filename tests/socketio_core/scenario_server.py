@@ -31,11 +31,10 @@ dynamic namespaces matching ``^/dynamic-\\d+$``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import re
-import signal
 from typing import Any
 
+from engineio_core import wait_for_shutdown_signal
 from socketio_core import AckTimeoutError, ConnectRefused, Namespace, RecoveryOptions, Server, run
 
 reasons: list[str] = []
@@ -160,11 +159,7 @@ async def main(args: argparse.Namespace) -> None:
     io = build(args)
     await io.start("127.0.0.1", args.port)
     print(f"LISTENING {io.port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await wait_for_shutdown_signal()
     await io.stop()
 
 
