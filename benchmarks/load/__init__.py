@@ -1,0 +1,1 @@
+"""Load scenarios: three Socket.IO servers under the same raw-frame load generator."""

@@ -1,0 +1,64 @@
+"""The benchmark app on this project's ``socketio_core`` (uvloop via ``engineio_core.run``).
+
+Contract shared by the three apps (path ``/socket.io/``):
+
+* ``join`` (room) -> the socket joins the room, ack ``true``;
+* ``bcast`` (room, payload) -> ``msg`` (payload) to everyone in the room, sender included;
+* ``echo`` (payload) with ack -> ack (payload).
+
+``python benchmarks/load/apps/ours.py --port 0`` prints ``LISTENING <port>`` once listening;
+SIGTERM / SIGINT stop it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from socketio_core import Server, Socket, run
+
+
+def build() -> Server:
+    io = Server(path="/socket.io/")
+
+    @io.on("connection")
+    def connection(socket: Socket) -> None:
+        @socket.on("join")
+        def join(room: str) -> bool:
+            socket.join(room)
+            return True
+
+        @socket.on("bcast")
+        def bcast(room: str, payload: Any) -> None:
+            io.to(room).emit("msg", payload)
+
+        @socket.on("echo")
+        def echo(payload: Any) -> Any:
+            return payload
+
+    return io
+
+
+async def main(host: str, port: int) -> None:
+    io = build()
+    await io.start(host, port)
+    print(f"LISTENING {io.port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await io.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    run(main(args.host, args.port))

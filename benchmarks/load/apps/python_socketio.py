@@ -1,0 +1,74 @@
+"""The benchmark app on python-socketio 5.x (``AsyncServer(async_mode="asgi")``) under
+uvicorn with uvloop, log level warning. Same contract as ``ours.py``.
+
+Runs in the harness's cache venv (python-socketio, uvicorn, uvloop pinned there).
+WebSocket permessage-deflate is off, as in the other two servers' defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from typing import Any
+
+import socketio
+import uvicorn
+
+
+def build() -> socketio.AsyncServer:
+    sio = socketio.AsyncServer(async_mode="asgi")
+
+    @sio.on("join")
+    async def join(sid: str, room: str) -> bool:
+        await sio.enter_room(sid, room)
+        return True
+
+    @sio.on("bcast")
+    async def bcast(sid: str, room: str, payload: Any) -> None:
+        await sio.emit("msg", payload, room=room)
+
+    @sio.on("echo")
+    async def echo(sid: str, payload: Any) -> Any:
+        return payload
+
+    return sio
+
+
+async def main(host: str, port: int) -> None:
+    app = socketio.ASGIApp(build(), socketio_path="socket.io")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        log_level="warning",
+        lifespan="off",
+        ws_per_message_deflate=False,
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.ensure_future(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            return
+        await asyncio.sleep(0.01)
+    print(f"LISTENING {server.servers[0].sockets[0].getsockname()[1]}", flush=True)
+    await stop.wait()
+    server.should_exit = True
+    await task
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    import uvloop
+
+    uvloop.run(main(args.host, args.port))

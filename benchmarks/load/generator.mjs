@@ -1,0 +1,750 @@
+// Load generator for the Socket.IO benchmarks: raw Engine.IO / Socket.IO frames over a
+// minimal WebSocket client on node:net (cheaper than the `ws` package: one parser loop,
+// no per-message objects), plus the real socket.io-client for polling-then-upgrade.
+//
+//   node generator.mjs '<json config>'
+//
+// The config names the scenario, the server's port and pid, and the sizes and times.
+// Everything is bounded: connection phases have deadlines, measurement windows are timed,
+// and a watchdog exits the process after config.deadline seconds whatever happens.
+// Progress goes to stderr as "PROGRESS <text>"; the result is one stdout line
+// "RESULT <json>". CPU is read at the edges of each measurement window: the server's from
+// /proc/<pid>/stat (utime + stime), the generator's from process.cpuUsage().
+
+import fs from "node:fs";
+import net from "node:net";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+
+const cfg = JSON.parse(process.argv[2] || "{}");
+const HOST = cfg.host || "127.0.0.1";
+const PORT = cfg.port;
+const SIO_PATH = cfg.path || "/socket.io/";
+const CLK_TCK = cfg.clk_tck || 100;
+
+const watchdog = setTimeout(() => {
+  process.stderr.write(`generator: deadline of ${cfg.deadline}s passed, exiting\n`);
+  process.exit(3);
+}, (cfg.deadline || 120) * 1000);
+watchdog.unref();
+
+const now = () => performance.now(); // ms, sub-microsecond resolution
+const nowMicros = () => Math.round(performance.now() * 1000);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function progress(text) {
+  process.stderr.write(`PROGRESS ${text}\n`);
+}
+
+// ------------------------------------------------------------------ CPU and memory
+
+// [user + system, system] CPU seconds of the server process (all its threads).
+function serverCpu() {
+  if (!cfg.server_pid) return null;
+  try {
+    const stat = fs.readFileSync(`/proc/${cfg.server_pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const user = Number(fields[11]) / CLK_TCK; // utime
+    const system = Number(fields[12]) / CLK_TCK; // stime
+    return [user + system, system];
+  } catch {
+    return null;
+  }
+}
+
+function serverRssBytes() {
+  if (!cfg.server_pid) return null;
+  try {
+    const status = fs.readFileSync(`/proc/${cfg.server_pid}/status`, "utf8");
+    const match = /^VmRSS:\s+(\d+) kB/m.exec(status);
+    return match ? Number(match[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+class Window {
+  // One measurement window: wall time, server CPU, generator CPU.
+  start() {
+    this.t0 = now();
+    this.server0 = serverCpu();
+    this.gen0 = process.cpuUsage();
+  }
+  stop() {
+    this.t1 = now();
+    this.server1 = serverCpu();
+    this.gen1 = process.cpuUsage(this.gen0);
+  }
+  get seconds() {
+    return (this.t1 - this.t0) / 1000;
+  }
+  report(operations) {
+    const wall = this.seconds;
+    const known = this.server0 !== null && this.server1 !== null;
+    const serverCpu = known ? this.server1[0] - this.server0[0] : null;
+    const serverSystem = known ? this.server1[1] - this.server0[1] : null;
+    const genCpu = (this.gen1.user + this.gen1.system) / 1e6;
+    const genSystem = this.gen1.system / 1e6;
+    return {
+      seconds: wall,
+      operations,
+      server_cpu_s: serverCpu,
+      server_cpu_pct: serverCpu === null ? null : (100 * serverCpu) / wall,
+      server_cpu_system_pct: serverSystem === null ? null : (100 * serverSystem) / wall,
+      server_cpu_us_per_op: serverCpu === null || !operations ? null : (1e6 * serverCpu) / operations,
+      generator_cpu_s: genCpu,
+      generator_cpu_pct: (100 * genCpu) / wall,
+      generator_cpu_system_pct: (100 * genSystem) / wall,
+    };
+  }
+}
+
+// ------------------------------------------------------------------ latency samples
+
+class Samples {
+  constructor(capacity) {
+    this.values = new Float64Array(capacity);
+    this.count = 0;
+    this.dropped = 0;
+  }
+  add(value) {
+    if (this.count < this.values.length) this.values[this.count++] = value;
+    else this.dropped++;
+  }
+  summary(unit = "ms") {
+    if (this.count === 0) return { count: 0 };
+    const sorted = this.values.slice(0, this.count).sort();
+    const pick = (q) => sorted[Math.min(this.count - 1, Math.floor(q * this.count))];
+    return {
+      unit,
+      count: this.count,
+      p50: pick(0.5),
+      p90: pick(0.9),
+      p99: pick(0.99),
+      max: sorted[this.count - 1],
+      mean: sorted.reduce((a, b) => a + b, 0) / this.count,
+    };
+  }
+}
+
+// ------------------------------------------------------------------ raw WebSocket client
+
+const HANDSHAKE = Buffer.from(
+  `GET ${SIO_PATH}?EIO=4&transport=websocket HTTP/1.1\r\n` +
+    `Host: ${HOST}:${PORT}\r\n` +
+    "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+);
+const HEADER_END = Buffer.from("\r\n\r\n");
+const READ_BUFFER = Buffer.alloc(256 * 1024);
+const ZERO_MASK = Buffer.alloc(4);
+
+// A client frame must be masked; a zero key leaves the payload as is (RFC 6455 allows
+// any key, and servers only XOR with it), so frames are built without copying the data.
+function clientFrame(opcode, payload) {
+  const n = payload.length;
+  let header;
+  if (n < 126) {
+    header = Buffer.from([0x80 | opcode, 0x80 | n]);
+  } else if (n < 65536) {
+    header = Buffer.from([0x80 | opcode, 0x80 | 126, n >> 8, n & 0xff]);
+  } else {
+    header = Buffer.alloc(10);
+    header[0] = 0x80 | opcode;
+    header[1] = 0x80 | 127;
+    header.writeBigUInt64BE(BigInt(n), 2);
+  }
+  return Buffer.concat([header, ZERO_MASK, payload]);
+}
+
+const FRAME_40 = clientFrame(1, Buffer.from("40"));
+const FRAME_3 = clientFrame(1, Buffer.from("3"));
+
+const C_0 = 0x30;
+const C_1 = 0x31;
+const C_2 = 0x32;
+const C_3 = 0x33;
+const C_4 = 0x34;
+
+// One Socket.IO client in the main namespace over a raw WebSocket. Callbacks:
+//   onConnect(client)                      namespace connected ("40{...}" received)
+//   onEvent(client, buf, start, end)       a Socket.IO EVENT ("42..."): buf[start] is '['
+//   onAck(client, id, buf, start, end)     a Socket.IO ACK ("43<id>[...]")
+//   onClose(client, reason)
+class RawClient {
+  constructor(handlers) {
+    this.h = handlers;
+    this.state = "connecting";
+    this.pending = null;
+    this.fragments = null;
+    this.closed = false;
+    this.connectedAt = 0;
+    this.startedAt = 0;
+    this.socket = null;
+  }
+
+  open() {
+    this.startedAt = now();
+    // `onread` with one shared buffer: no Buffer per read and no stream 'data' events,
+    // the cheapest way to read in Node. Frames are handled synchronously in the callback;
+    // an incomplete frame's bytes are copied out before the buffer is reused.
+    const socket = net.connect({
+      host: HOST,
+      port: PORT,
+      onread: {
+        buffer: READ_BUFFER,
+        callback: (nread, buf) => {
+          this.onData(buf.subarray(0, nread));
+        },
+      },
+    });
+    this.socket = socket;
+    socket.setNoDelay(true);
+    socket.on("connect", () => socket.write(HANDSHAKE));
+    socket.on("error", (err) => this.close(`error: ${err.code || err.message}`));
+    socket.on("close", () => this.close("tcp close"));
+  }
+
+  sendText(text) {
+    if (!this.closed) this.socket.write(clientFrame(1, Buffer.from(text)));
+  }
+
+  sendFrame(frame) {
+    if (!this.closed) this.socket.write(frame);
+  }
+
+  close(reason = "client close") {
+    if (this.closed) return;
+    this.closed = true;
+    this.state = "closed";
+    if (this.socket && !this.socket.destroyed) this.socket.destroy();
+    if (this.h.onClose) this.h.onClose(this, reason);
+  }
+
+  onData(chunk) {
+    let buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.pending = null;
+    let i = 0;
+    if (this.state === "connecting") {
+      const end = buf.indexOf(HEADER_END);
+      if (end < 0) {
+        this.pending = Buffer.from(buf);
+        return;
+      }
+      if (buf.toString("latin1", 0, 12) !== "HTTP/1.1 101") {
+        this.close(`handshake refused: ${buf.toString("latin1", 0, Math.min(end, 80))}`);
+        return;
+      }
+      this.state = "open";
+      i = end + 4;
+    }
+    const n = buf.length;
+    while (i < n) {
+      if (n - i < 2) break;
+      const b0 = buf[i];
+      const b1 = buf[i + 1];
+      let len = b1 & 0x7f;
+      let p = i + 2;
+      if (len === 126) {
+        if (n - i < 4) break;
+        len = buf.readUInt16BE(i + 2);
+        p = i + 4;
+      } else if (len === 127) {
+        if (n - i < 10) break;
+        len = Number(buf.readBigUInt64BE(i + 2));
+        p = i + 10;
+      }
+      if (b1 & 0x80) p += 4; // servers never mask; skip a key if one came anyway
+      if (p + len > n) break;
+      this.onFrame(b0 & 0x80, b0 & 0x0f, buf, p, p + len);
+      if (this.closed) return;
+      i = p + len;
+    }
+    if (i < n) this.pending = Buffer.from(buf.subarray(i)); // copy: `buf` is reused
+  }
+
+  onFrame(fin, opcode, buf, start, end) {
+    if (opcode === 0x1) {
+      if (fin) this.onText(buf, start, end);
+      else this.fragments = [Buffer.from(buf.subarray(start, end))];
+    } else if (opcode === 0x0 && this.fragments) {
+      this.fragments.push(Buffer.from(buf.subarray(start, end)));
+      if (fin) {
+        const whole = Buffer.concat(this.fragments);
+        this.fragments = null;
+        this.onText(whole, 0, whole.length);
+      }
+    } else if (opcode === 0x9) {
+      this.sendFrame(clientFrame(0xa, Buffer.from(buf.subarray(start, end)))); // pong
+    } else if (opcode === 0x8) {
+      this.sendFrame(clientFrame(0x8, Buffer.from(buf.subarray(start, Math.min(end, start + 2)))));
+      this.close("websocket close");
+    }
+    // binary frames and pongs: not used by these scenarios
+  }
+
+  onText(buf, start, end) {
+    const eio = buf[start];
+    if (eio === C_4) {
+      const sio = buf[start + 1];
+      if (sio === C_2) {
+        if (this.h.onEvent) this.h.onEvent(this, buf, start + 2, end);
+      } else if (sio === C_3) {
+        let j = start + 2;
+        let id = 0;
+        while (j < end && buf[j] >= 0x30 && buf[j] <= 0x39) id = id * 10 + (buf[j++] - 0x30);
+        if (this.h.onAck) this.h.onAck(this, id, buf, j, end);
+      } else if (sio === C_0) {
+        this.state = "connected";
+        this.connectedAt = now();
+        if (this.h.onConnect) this.h.onConnect(this);
+      } else if (sio === 0x34) {
+        this.close(`connect_error: ${buf.toString("utf8", start, end)}`);
+      }
+    } else if (eio === C_2) {
+      this.sendFrame(FRAME_3); // ping -> pong
+    } else if (eio === C_0) {
+      this.sendFrame(FRAME_40); // Engine.IO open -> connect to the main namespace
+    } else if (eio === C_1) {
+      this.close("engine.io close");
+    }
+  }
+}
+
+// Opens `total` clients, at most `concurrency` handshakes at a time; resolves when every
+// one is connected to the namespace or failed, or at `deadlineMs`.
+function openMany(total, concurrency, makeHandlers, deadlineMs, label) {
+  return new Promise((resolve) => {
+    const clients = [];
+    const connectTimes = new Samples(total);
+    let started = 0;
+    let done = 0;
+    let failed = 0;
+    let lastReport = 0;
+    const errors = {};
+    const finish = () => {
+      clearTimeout(timer);
+      resolve({ clients, connectTimes, failed, errors, timedOut: done < total });
+    };
+    const timer = setTimeout(finish, deadlineMs);
+    const startNext = () => {
+      if (started >= total) return;
+      started++;
+      let settled = false;
+      const extra = makeHandlers ? makeHandlers() : {};
+      const client = new RawClient({
+        ...extra,
+        onConnect: (c) => {
+          if (!settled) {
+            settled = true;
+            connectTimes.add(c.connectedAt - c.startedAt);
+            clients.push(c);
+            step();
+          }
+          if (extra.onConnect) extra.onConnect(c);
+        },
+        onClose: (c, reason) => {
+          if (!settled) {
+            settled = true;
+            failed++;
+            const key = reason.slice(0, 60);
+            errors[key] = (errors[key] || 0) + 1;
+            step();
+          }
+          if (extra.onClose) extra.onClose(c, reason);
+        },
+      });
+      client.open();
+    };
+    const step = () => {
+      done++;
+      const t = now();
+      if (t - lastReport > 500) {
+        lastReport = t;
+        progress(`${label} ${done}/${total}`);
+      }
+      if (done >= total) finish();
+      else startNext();
+    };
+    for (let k = 0; k < Math.min(concurrency, total); k++) startNext();
+  });
+}
+
+function closeAll(clients) {
+  for (const c of clients) c.close();
+}
+
+// ------------------------------------------------------------------ payloads
+
+// The broadcast payload: {"t":<µs>,"p":"..."}; "t" comes first so receivers find it fast.
+function payloadJson(size) {
+  const base = `{"t":${nowMicros()},"p":""}`;
+  const pad = Math.max(0, size - base.length);
+  return `{"t":${nowMicros()},"p":"${"x".repeat(pad)}"}`;
+}
+
+const T_KEY = Buffer.from('"t":');
+
+function readTimestamp(buf, start, end) {
+  const k = buf.indexOf(T_KEY, start);
+  if (k < 0 || k >= end) return -1;
+  let j = k + 4;
+  let t = 0;
+  while (j < end && buf[j] >= 0x30 && buf[j] <= 0x39) t = t * 10 + (buf[j++] - 0x30);
+  return t;
+}
+
+// ------------------------------------------------------------------ scenarios
+
+// Fan-out, in two phases after a warm-up:
+//  1. throughput: `window` broadcasts in flight (closed loop: a new one is sent whenever
+//     fewer than `window` broadcasts' worth of deliveries are missing); deliveries/s,
+//     CPU, and the latency under that load (which is about window * room / throughput);
+//  2. latency: one broadcast at a time (the next when every client has the previous),
+//     for `latency_duration` seconds: emit-to-receipt latency with no queueing.
+async function fanout() {
+  const N = cfg.clients;
+  const room = "bench";
+  const size = cfg.payload_bytes || 100;
+  let window = cfg.window || 4;
+  let measuring = false;
+  let deliveries = 0; // all deliveries
+  let measured = 0; // deliveries inside the current measurement window
+  let sent = 0;
+  let stopped = true;
+  const capacity = cfg.max_samples || 4_000_000;
+  let latency = new Samples(capacity);
+  let sender = null;
+
+  const maybeSend = () => {
+    while (!stopped && sent - deliveries / N < window) {
+      sent++;
+      sender.sendText(`42["bcast","${room}",${payloadJson(size)}]`);
+    }
+  };
+  const onEvent = (client, buf, start, end) => {
+    deliveries++;
+    if (measuring) {
+      measured++;
+      const t = readTimestamp(buf, start, end);
+      if (t >= 0) latency.add((nowMicros() - t) / 1000);
+    }
+    if (!stopped) maybeSend();
+  };
+  const drain = async () => {
+    const until = now() + 5000;
+    while (deliveries < sent * N && now() < until) await sleep(10);
+  };
+
+  progress(`connecting ${N}`);
+  const opened = await openMany(N, cfg.concurrency || 200, () => ({ onEvent }),
+    (cfg.connect_timeout || 60) * 1000, "connect");
+  const clients = opened.clients;
+  if (clients.length < N) {
+    closeAll(clients);
+    return { error: `only ${clients.length}/${N} clients connected`, errors: opened.errors };
+  }
+  // Everyone joins the room (ack id 1 for each).
+  progress("joining");
+  await new Promise((resolve, reject) => {
+    let joined = 0;
+    const t = setTimeout(() => reject(new Error(`join timed out (${joined}/${N})`)), 30000);
+    for (const c of clients) {
+      c.h.onAck = () => {
+        if (++joined === N) {
+          clearTimeout(t);
+          resolve();
+        }
+      };
+      c.sendText(`421["join","${room}"]`);
+    }
+  });
+  sender = clients[0];
+
+  progress("warmup");
+  stopped = false;
+  maybeSend();
+  await sleep((cfg.warmup || 2) * 1000);
+  const win = new Window();
+  measured = 0;
+  measuring = true;
+  win.start();
+  progress(`measuring throughput (${window} in flight)`);
+  await sleep((cfg.duration || 5) * 1000);
+  win.stop();
+  measuring = false;
+  stopped = true;
+  const throughput = win.report(measured);
+  const loadedLatency = latency.summary();
+  const sentLoaded = sent;
+  await drain();
+  const undelivered = sent * N - deliveries;
+
+  let unloaded = { count: 0 };
+  let unloadedBroadcasts = 0;
+  if ((cfg.latency_duration || 0) > 0) {
+    progress("measuring latency (1 in flight)");
+    latency = new Samples(capacity);
+    window = 1;
+    const before = sent;
+    measuring = true;
+    stopped = false;
+    maybeSend();
+    await sleep(cfg.latency_duration * 1000);
+    stopped = true;
+    await drain();
+    measuring = false;
+    unloaded = latency.summary();
+    unloadedBroadcasts = sent - before;
+  }
+  closeAll(clients);
+  return {
+    clients: N,
+    window: cfg.window || 4,
+    broadcasts_sent: sentLoaded,
+    deliveries_per_s: throughput.operations / throughput.seconds,
+    broadcasts_per_s: throughput.operations / N / throughput.seconds,
+    latency_ms: unloaded,
+    latency_broadcasts: unloadedBroadcasts,
+    loaded_latency_ms: loadedLatency,
+    undelivered_after_throughput: undelivered,
+    ...throughput,
+  };
+}
+
+async function echo() {
+  const N = cfg.clients;
+  const size = cfg.payload_bytes || 100;
+  const body = payloadJson(size);
+  let measuring = false;
+  let stopped = false;
+  let measured = 0;
+  const rtt = new Samples(cfg.max_samples || 4_000_000);
+  const send = (c) => {
+    c.ackId = (c.ackId + 1) % 1_000_000_000;
+    c.sentAt = now();
+    c.sendText(`42${c.ackId}["echo",${body}]`);
+  };
+  const onAck = (c, id) => {
+    if (id !== c.ackId) return;
+    if (measuring) {
+      measured++;
+      rtt.add(now() - c.sentAt);
+    }
+    if (!stopped) send(c);
+  };
+  progress(`connecting ${N}`);
+  const opened = await openMany(N, cfg.concurrency || 100, () => ({ onAck }),
+    (cfg.connect_timeout || 60) * 1000, "connect");
+  const clients = opened.clients;
+  if (clients.length < N) {
+    return { error: `only ${clients.length}/${N} clients connected`, errors: opened.errors };
+  }
+  for (const c of clients) {
+    c.ackId = 0;
+    send(c);
+  }
+  progress("warmup");
+  await sleep((cfg.warmup || 2) * 1000);
+  const win = new Window();
+  measuring = true;
+  win.start();
+  progress("measuring");
+  await sleep((cfg.duration || 10) * 1000);
+  win.stop();
+  measuring = false;
+  stopped = true;
+  await sleep(200);
+  const report = win.report(measured);
+  closeAll(clients);
+  return {
+    clients: N,
+    acks_per_s: measured / report.seconds,
+    rtt_ms: rtt.summary(),
+    ...report,
+  };
+}
+
+async function connectWebSocket() {
+  const total = cfg.connections;
+  const concurrency = cfg.concurrency || 100;
+  // Warm-up: a few connections first, closed again (first-use costs of the server).
+  const warm = await openMany(Math.min(50, total), concurrency, null, 20000, "warmup");
+  closeAll(warm.clients);
+  await sleep(500);
+  progress("measuring connections");
+  const win = new Window();
+  win.start();
+  const opened = await openMany(total, concurrency, null, (cfg.connect_timeout || 60) * 1000,
+    "connect");
+  win.stop();
+  const ok = opened.clients.length;
+  const report = win.report(ok);
+  closeAll(opened.clients);
+  await sleep(300);
+  return {
+    mode: "websocket",
+    connections: total,
+    concurrency,
+    connected: ok,
+    failed: opened.failed,
+    errors: opened.errors,
+    timed_out: opened.timedOut,
+    connections_per_s: ok / report.seconds,
+    connect_ms: opened.connectTimes.summary(),
+    ...report,
+  };
+}
+
+function loadSocketIoClient() {
+  const require = createRequire(path.join(cfg.npm_dir, "package.json"));
+  return require("socket.io-client");
+}
+
+async function connectUpgrade() {
+  const { io } = loadSocketIoClient();
+  const total = cfg.connections;
+  const concurrency = cfg.concurrency || 100;
+  const url = `http://${HOST}:${PORT}`;
+  const run = (count, label, deadlineMs) =>
+    new Promise((resolve) => {
+      const sockets = [];
+      const times = new Samples(count);
+      let started = 0;
+      let done = 0;
+      let failed = 0;
+      let lastReport = 0;
+      const errors = {};
+      const finish = () => {
+        clearTimeout(timer);
+        resolve({ sockets, times, failed, errors, timedOut: done < count });
+      };
+      const timer = setTimeout(finish, deadlineMs);
+      const step = () => {
+        done++;
+        const t = now();
+        if (t - lastReport > 500) {
+          lastReport = t;
+          progress(`${label} ${done}/${count}`);
+        }
+        if (done >= count) finish();
+        else startNext();
+      };
+      const startNext = () => {
+        if (started >= count) return;
+        started++;
+        const t0 = now();
+        let settled = false;
+        const settle = (error) => {
+          if (settled) return;
+          settled = true;
+          if (error) {
+            failed++;
+            errors[error] = (errors[error] || 0) + 1;
+          } else {
+            times.add(now() - t0);
+          }
+          step();
+        };
+        const socket = io(url, {
+          path: SIO_PATH,
+          transports: ["polling", "websocket"],
+          upgrade: true,
+          forceNew: true,
+          reconnection: false,
+          timeout: 20000,
+        });
+        sockets.push(socket);
+        socket.on("connect", () => {
+          const engine = socket.io.engine;
+          if (engine.transport.name === "websocket") settle();
+          else engine.once("upgrade", () => settle());
+          engine.once("upgradeError", (err) => settle(`upgradeError: ${err.message}`));
+        });
+        socket.on("connect_error", (err) => settle(`connect_error: ${err.message}`));
+      };
+      for (let k = 0; k < Math.min(concurrency, count); k++) startNext();
+    });
+  const closeSockets = (sockets) => {
+    for (const s of sockets) s.disconnect();
+  };
+  const warm = await run(Math.min(20, total), "warmup", 20000);
+  closeSockets(warm.sockets);
+  await sleep(500);
+  progress("measuring connections");
+  const win = new Window();
+  win.start();
+  const result = await run(total, "connect+upgrade", (cfg.connect_timeout || 60) * 1000);
+  win.stop();
+  const report = win.report(result.times.count);
+  closeSockets(result.sockets);
+  await sleep(300);
+  return {
+    mode: "polling-upgrade",
+    connections: total,
+    concurrency,
+    connected: result.times.count,
+    failed: result.failed,
+    errors: result.errors,
+    timed_out: result.timedOut,
+    connections_per_s: result.times.count / report.seconds,
+    connect_ms: result.times.summary(),
+    ...report,
+  };
+}
+
+async function memory() {
+  const total = cfg.connections;
+  const concurrency = cfg.concurrency || 500;
+  const warm = await openMany(Math.min(100, total), concurrency, null, 20000, "warmup");
+  closeAll(warm.clients);
+  await sleep((cfg.settle || 2) * 1000);
+  const rssBefore = serverRssBytes();
+  progress("measuring connections");
+  const win = new Window();
+  win.start();
+  const opened = await openMany(total, concurrency, null, (cfg.connect_timeout || 90) * 1000,
+    "connect");
+  win.stop();
+  const report = win.report(opened.clients.length);
+  progress("settling");
+  await sleep((cfg.settle || 2) * 1000);
+  const rssAfter = serverRssBytes();
+  const ok = opened.clients.length;
+  closeAll(opened.clients);
+  await sleep(500);
+  return {
+    connections: total,
+    connected: ok,
+    failed: opened.failed,
+    errors: opened.errors,
+    rss_before_bytes: rssBefore,
+    rss_after_bytes: rssAfter,
+    rss_per_connection_bytes: ok && rssBefore !== null ? (rssAfter - rssBefore) / ok : null,
+    connections_per_s: ok / report.seconds,
+    ...report,
+  };
+}
+
+const SCENARIOS = {
+  fanout,
+  echo,
+  "connect-websocket": connectWebSocket,
+  "connect-upgrade": connectUpgrade,
+  memory,
+};
+
+const scenario = SCENARIOS[cfg.scenario];
+if (!scenario) {
+  process.stderr.write(`generator: unknown scenario ${cfg.scenario}\n`);
+  process.exit(2);
+}
+try {
+  const result = await scenario();
+  process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
+  process.exit(0);
+} catch (err) {
+  process.stdout.write(`RESULT ${JSON.stringify({ error: String(err && err.stack || err) })}\n`);
+  process.exit(1);
+}

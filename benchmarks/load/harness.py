@@ -1,0 +1,478 @@
+"""``python -m benchmarks run``: start each server pinned to one core, drive it with the
+load generator pinned to the other, repeat, and write JSON + markdown (+ PNG charts)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from . import report
+from .env import Env, get_env
+from .scenarios import PROFILES, SCENARIOS, Case, build_cases, read_metric
+from .servers import LABELS, REPO_ROOT, SERVER_NAMES, ServerError, pin, start_server
+
+GENERATOR = Path(__file__).resolve().parent / "generator.mjs"
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+#: A generator above this share of its core may be what limits the numbers.
+GENERATOR_SATURATED_PCT = 90.0
+NOFILE = 65536
+
+
+# ---------------------------------------------------------------------- progress
+
+
+class Progress:
+    """One status line (a bar on a terminal, plain lines otherwise)."""
+
+    def __init__(self, total: int, stream: Any = sys.stderr) -> None:
+        self.total = total
+        self.done = 0
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.label = ""
+        self.detail = ""
+        self.started = time.monotonic()
+        self.step_started = self.started
+        self._lock = threading.Lock()
+        self._last_plain = ""
+
+    def begin(self, label: str) -> None:
+        with self._lock:
+            self.label = label
+            self.detail = "starting"
+            self.step_started = time.monotonic()
+        self.render(force=True)
+
+    def update(self, detail: str) -> None:
+        with self._lock:
+            self.detail = detail
+        self.render()
+
+    def finish_step(self, summary: str) -> None:
+        with self._lock:
+            self.done += 1
+            self.detail = summary
+        self.render(force=True, newline=True)
+
+    def render(self, force: bool = False, newline: bool = False) -> None:
+        now = time.monotonic()
+        width = 24
+        filled = int(width * self.done / max(1, self.total))
+        bar = "#" * filled + "-" * (width - filled)
+        elapsed = now - self.started
+        eta = ""
+        if self.done:
+            eta = f" eta {elapsed / self.done * (self.total - self.done):4.0f}s"
+        text = (
+            f"[{bar}] {self.done}/{self.total} {elapsed:4.0f}s{eta}  {self.label}: "
+            f"{self.detail} ({now - self.step_started:.0f}s)"
+        )
+        if self.tty:
+            columns = shutil.get_terminal_size((120, 20)).columns
+            self.stream.write("\r" + text[: columns - 1].ljust(columns - 1))
+            if newline:
+                self.stream.write("\n")
+            self.stream.flush()
+        elif force and text != self._last_plain:
+            self._last_plain = text
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def message(self, text: str) -> None:
+        if self.tty:
+            self.stream.write("\r" + " " * (shutil.get_terminal_size((120, 20)).columns - 1)
+                              + "\r")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+# ---------------------------------------------------------------------- machine
+
+
+def raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = max(soft, NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, target))
+            return target
+        except (ValueError, OSError):
+            target = hard
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _run_text(argv: list[str], cwd: Path | None = None) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=20,
+                              check=False).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def machine_info(env: Env | None) -> dict[str, Any]:
+    cpu_model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    mem_total = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_total = line.split(":", 1)[1].strip()
+                break
+    versions: dict[str, str] = {"python (ours)": platform.python_version()}
+    try:
+        import uvloop
+
+        versions["uvloop (ours)"] = uvloop.__version__
+    except ImportError:
+        versions["uvloop (ours)"] = "missing: ours runs on plain asyncio"
+    versions["node"] = _run_text(["node", "--version"])
+    if env is not None and env.venv_ready():
+        versions["python-socketio venv"] = _run_text([
+            str(env.venv_python), "-c",
+            "import importlib.metadata as m; print(', '.join(f'{p} {m.version(p)}' for p in "
+            "('python-socketio', 'python-engineio', 'uvicorn', 'uvloop', 'websockets')))",
+        ])
+    if env is not None and env.npm_ready():
+        npm: list[str] = []
+        for pkg in ("socket.io", "engine.io", "ws", "socket.io-client"):
+            with contextlib.suppress(OSError, ValueError):
+                meta = json.loads((env.npm_dir / "node_modules" / pkg / "package.json")
+                                  .read_text())
+                npm.append(f"{pkg} {meta['version']}")
+        versions["npm"] = ", ".join(npm)
+    return {
+        "cpu": cpu_model,
+        "cores": os.cpu_count(),
+        "memory": mem_total,
+        "kernel": platform.release(),
+        "os": platform.platform(),
+        "git_commit": _run_text(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT),
+        "git_dirty": bool(_run_text(["git", "status", "--porcelain", "--", "engineio_core",
+                                     "socketio_core"], cwd=REPO_ROOT)),
+        "versions": versions,
+        "taskset": shutil.which("taskset") is not None,
+        "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+    }
+
+
+def code_state() -> str:
+    """HEAD, plus a hash of uncommitted changes to the server packages, if any."""
+    head = _run_text(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT)
+    diff = _run_text(["git", "diff", "HEAD", "--", "engineio_core", "socketio_core"],
+                     cwd=REPO_ROOT)
+    if diff:
+        import hashlib
+
+        head += "+dirty-" + hashlib.sha256(diff.encode()).hexdigest()[:8]
+    return head
+
+
+def snapshot_ours(dest: Path) -> Path:
+    for package in ("engineio_core", "socketio_core"):
+        shutil.copytree(REPO_ROOT / package, dest / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def loadavg() -> list[float]:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
+
+
+# ---------------------------------------------------------------------- one run
+
+
+def run_generator(
+    case: Case, port: int, server_pid: int, env: Env | None, npm_dir: Path | None,
+    cpu: int | None, progress: Progress,
+) -> dict[str, Any]:
+    config = {
+        **case.generator,
+        "port": port,
+        "server_pid": server_pid,
+        "clk_tck": os.sysconf("SC_CLK_TCK"),
+        "deadline": case.deadline,
+        "path": "/socket.io/",
+    }
+    if npm_dir is not None:
+        config["npm_dir"] = str(npm_dir)
+    proc = subprocess.Popen(
+        [*pin(cpu), "node", str(GENERATOR), json.dumps(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO_ROOT,
+        start_new_session=True,
+    )
+    errors: list[str] = []
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if line.startswith("PROGRESS "):
+                progress.update(line[9:].strip())
+            else:
+                errors.append(line.rstrip())
+
+    thread = threading.Thread(target=read_stderr, daemon=True)
+    thread.start()
+    try:
+        stdout, _ = proc.communicate(timeout=case.deadline + 30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, _ = proc.communicate()
+        return {"error": f"generator exceeded {case.deadline + 30:.0f}s and was killed"}
+    thread.join(5)
+    for line in stdout.splitlines():
+        if line.startswith("RESULT "):
+            result: dict[str, Any] = json.loads(line[7:])
+            if errors:
+                result["generator_stderr"] = errors[-10:]
+            return result
+    return {"error": f"generator exited {proc.returncode} without a result",
+            "generator_stderr": errors[-20:]}
+
+
+def _summary_line(case: Case, result: dict[str, Any]) -> str:
+    if "error" in result:
+        return "ERROR " + str(result["error"]).splitlines()[0][:120]
+    parts = []
+    for metric in case.metrics[:3]:
+        value = read_metric(result, metric.key)
+        if value is not None:
+            parts.append(f"{metric.label} {report.fmt(value * metric.scale)} {metric.unit}")
+    gen = result.get("generator_cpu_pct")
+    if gen is not None:
+        parts.append(f"gen CPU {gen:.0f}%")
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------- the run
+
+
+def aggregate(cases: list[Case], servers: list[str], runs: list[dict[str, Any]]
+              ) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for case in cases:
+        per_server: dict[str, Any] = {}
+        for server in servers:
+            results = [r["result"] for r in runs
+                       if r["case"] == case.name and r["server"] == server
+                       and "error" not in r["result"]]
+            metrics: dict[str, Any] = {}
+            for metric in case.metrics:
+                values = [v * metric.scale for v in
+                          (read_metric(r, metric.key) for r in results) if v is not None]
+                if values:
+                    metrics[metric.key] = {
+                        "median": statistics.median(values),
+                        "min": min(values),
+                        "max": max(values),
+                        "values": values,
+                    }
+            gen = [r.get("generator_cpu_pct") for r in results]
+            per_server[server] = {
+                "ok_runs": len(results),
+                "metrics": metrics,
+                "generator_saturated": any(g is not None and g > GENERATOR_SATURATED_PCT
+                                           for g in gen),
+            }
+        ratios: dict[str, Any] = {}
+        ours = per_server.get("ours", {}).get("metrics", {})
+        for other in servers:
+            if other == "ours":
+                continue
+            theirs = per_server[other]["metrics"]
+            ratios[other] = {
+                m.key: ours[m.key]["median"] / theirs[m.key]["median"]
+                for m in case.metrics
+                if m.key in ours and m.key in theirs and theirs[m.key]["median"]
+            }
+        summary[case.name] = {"servers": per_server, "ratio_ours_to": ratios}
+    return summary
+
+
+def run(args: Any) -> int:
+    profile = PROFILES[args.profile]
+    if args.reps is not None:
+        profile = type(profile)(**{**profile.__dict__, "reps": args.reps})
+    if args.fanout_sizes:
+        sizes = tuple(int(s) for s in args.fanout_sizes.split(",") if s)
+        profile = type(profile)(**{**profile.__dict__, "fanout_sizes": sizes})
+    scenarios = args.scenarios or list(SCENARIOS)
+    servers = args.servers.split(",") if args.servers else list(SERVER_NAMES)
+    if args.profile == "smoke" and not args.servers:
+        servers = ["ours"]
+    for name in servers:
+        if name not in SERVER_NAMES:
+            print(f"unknown server {name!r}; expected some of {SERVER_NAMES}", file=sys.stderr)
+            return 2
+    if shutil.which("node") is None:
+        print("node is required (the load generator runs on Node.js)", file=sys.stderr)
+        return 2
+    cases = build_cases(scenarios, profile)
+
+    env = get_env()
+    if any(s != "ours" for s in servers):
+        if args.no_install:
+            if not (env.venv_ready() and env.npm_ready()):
+                print("the harness cache is not installed: run `python -m benchmarks install`",
+                      file=sys.stderr)
+                return 2
+        else:
+            env.ensure_npm(log=lambda m: print(m, file=sys.stderr))
+            env.ensure_venv(log=lambda m: print(m, file=sys.stderr))
+    npm_dir = find_client_lib(env)
+    if npm_dir is None:
+        skipped = [c.name for c in cases if c.needs_client_lib]
+        if skipped:
+            print(f"socket.io-client not found: skipping {', '.join(skipped)}", file=sys.stderr)
+        cases = [c for c in cases if not c.needs_client_lib]
+
+    nofile = raise_nofile()
+    with contextlib.suppress(OSError, AttributeError):
+        if args.generator_cpu is not None and pin(args.generator_cpu):
+            os.sched_setaffinity(0, {args.generator_cpu})
+
+    out_dir = Path(args.out) if args.out else RESULTS_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    if args.profile != "full":
+        run_id += f"-{args.profile}"
+    meta = {
+        "run_id": run_id,
+        "profile": args.profile,
+        "scenarios": scenarios,
+        "servers": servers,
+        "labels": {s: LABELS[s] for s in servers},
+        "reps": profile.reps,
+        "profile_settings": profile.__dict__ | {"fanout_sizes": list(profile.fanout_sizes)},
+        "server_cpu": args.server_cpu,
+        "generator_cpu": args.generator_cpu,
+        "machine": machine_info(env),
+        "loadavg_start": loadavg(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+    }
+    meta["machine"]["nofile"] = nofile
+    cases_meta = [
+        {"name": c.name, "scenario": c.scenario, "title": c.title, "notes": c.notes,
+         "metrics": [m.__dict__ for m in c.metrics]}
+        for c in cases
+    ]
+
+    total = profile.reps * len(cases) * len(servers)
+    progress = Progress(total)
+    runs: list[dict[str, Any]] = []
+    log_dir = Path(tempfile.mkdtemp(prefix="socketio-bench-logs-"))
+    # Our server runs from a copy of its packages taken now, so that edits to the work tree
+    # during a long run cannot mix two versions of the code into one set of results.
+    meta["ours_code"] = code_state()
+    snapshot = snapshot_ours(log_dir / "ours-src")
+    progress.message(f"{total} runs: {len(cases)} cases x {len(servers)} servers x "
+                     f"{profile.reps} reps; server on CPU {args.server_cpu}, generator on CPU "
+                     f"{args.generator_cpu}; logs in {log_dir}")
+    for rep in range(profile.reps):
+        for case in cases:
+            # Rotate the server order each repetition so no server always runs first.
+            order = servers[rep % len(servers):] + servers[: rep % len(servers)]
+            for server in order:
+                progress.begin(f"rep {rep + 1} {case.name} {server}")
+                t0 = time.monotonic()
+                load_before = loadavg()
+                try:
+                    with start_server(server, env, args.server_cpu, log_dir,
+                                      ours_src=snapshot) as running:
+                        result = run_generator(case, running.port, running.pid, env, npm_dir,
+                                               args.generator_cpu, progress)
+                        if "error" in result or running.proc.poll() is not None:
+                            result.setdefault("error", "server exited during the run")
+                            result["server_log"] = running.log_tail()
+                except ServerError as exc:
+                    result = {"error": str(exc)}
+                runs.append({
+                    "case": case.name,
+                    "server": server,
+                    "rep": rep + 1,
+                    "wall_s": time.monotonic() - t0,
+                    "loadavg_before": load_before,
+                    "result": result,
+                })
+                progress.finish_step(_summary_line(case, result))
+                time.sleep(0.3)
+    meta["loadavg_end"] = loadavg()
+    meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %z")
+    meta["elapsed_s"] = time.monotonic() - progress.started
+    data = {"meta": meta, "cases": cases_meta, "runs": runs,
+            "summary": aggregate(cases, servers, runs)}
+    json_path = out_dir / f"{run_id}.json"
+    json_path.write_text(json.dumps(data, indent=1))
+    md_path = out_dir / f"{run_id}.md"
+    charts: list[Path] = []
+    if not args.no_charts:
+        charts = render_charts(env, json_path, out_dir, progress)
+    md_path.write_text(report.markdown(data, [c.name for c in charts]))
+    progress.message(f"\nwrote {json_path}\nwrote {md_path}")
+    for chart in charts:
+        progress.message(f"wrote {chart}")
+    print(report.markdown_tables(data))
+    failed = [r for r in runs if "error" in r["result"]]
+    if failed:
+        progress.message(f"{len(failed)} run(s) failed; see the JSON for details")
+        return 1
+    return 0
+
+
+def find_client_lib(env: Env) -> Path | None:
+    """An npm folder with socket.io-client: the harness cache, or the interop tests' own."""
+    for folder in (env.npm_dir, REPO_ROOT / "tests" / "interop"):
+        if (folder / "node_modules" / "socket.io-client" / "package.json").is_file():
+            return folder
+    return None
+
+
+def render_charts(env: Env, json_path: Path, out_dir: Path, progress: Progress) -> list[Path]:
+    python = None
+    try:
+        import matplotlib  # noqa: F401
+
+        python = sys.executable
+    except ImportError:
+        if env.venv_ready():
+            python = str(env.venv_python)
+    if python is None:
+        progress.message("matplotlib not found: no charts (install the harness cache)")
+        return []
+    proc = subprocess.run(
+        [python, "-m", "benchmarks.load.charts", str(json_path), str(out_dir)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "MPLBACKEND": "Agg"},
+        timeout=300,
+        check=False,
+    )
+    if proc.returncode != 0:
+        progress.message(f"charts failed:\n{proc.stderr[-2000:]}")
+        return []
+    return [Path(line) for line in proc.stdout.splitlines() if line.endswith(".png")]

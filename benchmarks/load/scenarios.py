@@ -1,0 +1,230 @@
+"""The load scenarios: what the generator is asked to do, and which metrics are reported.
+
+Each scenario expands into cases (``fanout`` -> ``fanout-1000``, ``fanout-5000``); each case
+is run against each server, ``reps`` times. A metric is read from the generator's result
+by a dotted path; ``better`` says which direction wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SCENARIOS = ("fanout", "echo", "connect", "memory")
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str  # dotted path in the generator's result
+    label: str
+    unit: str
+    better: str  # "higher" or "lower"
+    scale: float = 1.0  # multiply the raw value by this for display
+    primary: bool = False
+
+
+@dataclass
+class Case:
+    scenario: str
+    name: str
+    title: str
+    generator: dict[str, Any]
+    metrics: list[Metric]
+    #: Upper bound of one run's generator time (seconds), for its watchdog.
+    deadline: float
+    #: The generator needs the npm socket.io-client.
+    needs_client_lib: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _cpu_metrics(per: str) -> list[Metric]:
+    return [
+        Metric("server_cpu_us_per_op", f"server CPU per {per}", "us", "lower"),
+        Metric("server_cpu_pct", "server CPU", "% of a core", "lower"),
+        Metric("server_cpu_system_pct", "of which kernel", "% of a core", "lower"),
+        Metric("generator_cpu_pct", "generator CPU", "% of a core", "lower"),
+    ]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes and times of one kind of run."""
+
+    fanout_sizes: tuple[int, ...] = (1000, 5000)
+    fanout_window: int = 4
+    fanout_warmup: float = 2.0
+    fanout_duration: float = 5.0
+    fanout_latency_duration: float = 2.0
+    echo_clients: int = 100
+    echo_warmup: float = 2.0
+    echo_duration: float = 10.0
+    connect_total: int = 2000
+    connect_concurrency: int = 100
+    memory_connections: int = 10_000
+    memory_concurrency: int = 500
+    memory_settle: float = 3.0
+    reps: int = 3
+
+
+PROFILES = {
+    "full": Profile(),
+    "quick": Profile(
+        fanout_sizes=(1000,),
+        fanout_warmup=1.0,
+        fanout_duration=3.0,
+        fanout_latency_duration=1.0,
+        echo_warmup=1.0,
+        echo_duration=3.0,
+        connect_total=1000,
+        memory_connections=2000,
+        memory_settle=1.0,
+        reps=1,
+    ),
+    "smoke": Profile(
+        fanout_sizes=(10,),
+        fanout_warmup=0.3,
+        fanout_duration=1.0,
+        fanout_latency_duration=0.5,
+        echo_clients=5,
+        echo_warmup=0.3,
+        echo_duration=1.0,
+        connect_total=50,
+        connect_concurrency=10,
+        memory_connections=100,
+        memory_concurrency=50,
+        memory_settle=0.3,
+        reps=1,
+    ),
+}
+
+
+def build_cases(scenarios: list[str], profile: Profile) -> list[Case]:
+    cases: list[Case] = []
+    for scenario in scenarios:
+        if scenario == "fanout":
+            for size in profile.fanout_sizes:
+                cases.append(
+                    Case(
+                        scenario="fanout",
+                        name=f"fanout-{size}",
+                        title=f"fan-out: {size:,} clients in one room, ~100-byte broadcasts",
+                        generator={
+                            "scenario": "fanout",
+                            "clients": size,
+                            "window": profile.fanout_window,
+                            "warmup": profile.fanout_warmup,
+                            "duration": profile.fanout_duration,
+                            "latency_duration": profile.fanout_latency_duration,
+                            "payload_bytes": 100,
+                            "concurrency": 200,
+                            "connect_timeout": 120,
+                        },
+                        metrics=[
+                            Metric("deliveries_per_s", "deliveries/s", "1/s", "higher",
+                                   primary=True),
+                            Metric("latency_ms.p50", "latency p50", "ms", "lower"),
+                            Metric("latency_ms.p99", "latency p99", "ms", "lower"),
+                            Metric("loaded_latency_ms.p50", "latency p50 under load", "ms",
+                                   "lower"),
+                            *_cpu_metrics("delivery"),
+                        ],
+                        deadline=profile.fanout_warmup + profile.fanout_duration
+                        + profile.fanout_latency_duration + 180,
+                        notes=[
+                            f"throughput with {profile.fanout_window} broadcasts in flight "
+                            "(closed loop; the sender is in the room and receives too); "
+                            "latency p50/p99 with one broadcast in flight "
+                            f"({profile.fanout_latency_duration:g} s): emit-to-receipt over all "
+                            "recipients; 'under load' is the throughput phase's"
+                        ],
+                    )
+                )
+        elif scenario == "echo":
+            cases.append(
+                Case(
+                    scenario="echo",
+                    name="echo",
+                    title=f"echo: {profile.echo_clients} clients, closed-loop emit with ack",
+                    generator={
+                        "scenario": "echo",
+                        "clients": profile.echo_clients,
+                        "warmup": profile.echo_warmup,
+                        "duration": profile.echo_duration,
+                        "payload_bytes": 100,
+                    },
+                    metrics=[
+                        Metric("acks_per_s", "acks/s", "1/s", "higher", primary=True),
+                        Metric("rtt_ms.p50", "round trip p50", "ms", "lower"),
+                        Metric("rtt_ms.p99", "round trip p99", "ms", "lower"),
+                        *_cpu_metrics("ack"),
+                    ],
+                    deadline=profile.echo_warmup + profile.echo_duration + 90,
+                )
+            )
+        elif scenario == "connect":
+            for mode, title, lib in (
+                ("websocket", "WebSocket only (raw frames)", False),
+                ("upgrade", "polling then upgrade (socket.io-client)", True),
+            ):
+                cases.append(
+                    Case(
+                        scenario="connect",
+                        name=f"connect-{mode}",
+                        title=f"connect: {profile.connect_total:,} connections, {title}, "
+                        f"concurrency {profile.connect_concurrency}",
+                        generator={
+                            "scenario": f"connect-{mode}",
+                            "connections": profile.connect_total,
+                            "concurrency": profile.connect_concurrency,
+                            "connect_timeout": 120,
+                        },
+                        metrics=[
+                            Metric("connections_per_s", "connections/s", "1/s", "higher",
+                                   primary=True),
+                            Metric("connect_ms.p50", "connect time p50", "ms", "lower"),
+                            Metric("connect_ms.p99", "connect time p99", "ms", "lower"),
+                            *_cpu_metrics("connection"),
+                        ],
+                        deadline=200,
+                        needs_client_lib=lib,
+                    )
+                )
+        elif scenario == "memory":
+            cases.append(
+                Case(
+                    scenario="memory",
+                    name="memory",
+                    title=f"memory: {profile.memory_connections:,} idle WebSocket connections",
+                    generator={
+                        "scenario": "memory",
+                        "connections": profile.memory_connections,
+                        "concurrency": profile.memory_concurrency,
+                        "settle": profile.memory_settle,
+                        "connect_timeout": 180,
+                    },
+                    metrics=[
+                        Metric("rss_per_connection_bytes", "RSS per connection", "KiB", "lower",
+                               scale=1 / 1024, primary=True),
+                        Metric("rss_after_bytes", "RSS with all connected", "MiB", "lower",
+                               scale=1 / 1024 / 1024),
+                        Metric("connections_per_s", "connections/s", "1/s", "higher"),
+                        Metric("server_cpu_us_per_op", "server CPU per connection", "us",
+                               "lower"),
+                        Metric("generator_cpu_pct", "generator CPU", "% of a core", "lower"),
+                    ],
+                    deadline=2 * profile.memory_settle + 240,
+                    notes=["RSS growth from an idle, warmed-up server (VmRSS)"],
+                )
+            )
+        else:
+            raise ValueError(f"unknown scenario {scenario!r}; expected some of {SCENARIOS}")
+    return cases
+
+
+def read_metric(result: dict[str, Any], key: str) -> float | None:
+    value: Any = result
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return float(value) if isinstance(value, int | float) else None
