@@ -308,6 +308,9 @@ class HttpProtocol(asyncio.Protocol):
         ]
         self._transport.write(conn.send(h11.InformationalResponse(status_code=101, headers=raw)))
         trailing, _ = conn.trailing_data
+        # The HTTP parser is never used again on this connection: drop it (about 1 KiB
+        # per WebSocket connection).
+        self._conn = None  # type: ignore[assignment]
         ws = WebSocketTransport(
             self._transport,
             self.server.loop,

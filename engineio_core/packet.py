@@ -38,6 +38,11 @@ class PacketType(enum.IntEnum):
     NOOP = 6
 
 
+# Attribute access on an Enum class is slow on Python 3.11; this one is read per message.
+_MESSAGE = PacketType.MESSAGE
+_DIGIT = {t: str(int(t)) for t in PacketType}
+
+
 # Indexed by the ASCII code of the type digit, for a branch-free lookup on the hot path.
 _TYPE_BY_CHAR: dict[str, PacketType] = {str(int(t)): t for t in PacketType}
 
@@ -66,16 +71,16 @@ class Packet:
 def encode_packet(packet: Packet) -> str | bytes:
     """Encode for a WebSocket frame: text packets as str, binary messages as raw bytes."""
     if isinstance(packet.data, bytes):
-        if packet.type is not PacketType.MESSAGE:
+        if packet.type is not _MESSAGE:
             raise ProtocolError("only message packets can carry binary data")
         return packet.data
-    return f"{int(packet.type)}{packet.data}"
+    return f"{_DIGIT[packet.type]}{packet.data}"
 
 
 def decode_packet(data: str | bytes) -> Packet:
     """Decode one packet from a WebSocket frame (str: text frame, bytes: binary frame)."""
     if isinstance(data, bytes | bytearray | memoryview):
-        return Packet(PacketType.MESSAGE, bytes(data))
+        return Packet(_MESSAGE, bytes(data))
     if not data:
         raise ProtocolError("empty packet")
     ptype = _TYPE_BY_CHAR.get(data[0])
@@ -86,12 +91,12 @@ def decode_packet(data: str | bytes) -> Packet:
 
 def _encode_for_polling(packet: Packet) -> str:
     if isinstance(packet.data, bytes):
-        if packet.type is not PacketType.MESSAGE:
+        if packet.type is not _MESSAGE:
             raise ProtocolError("only message packets can carry binary data")
         return "b" + binascii.b2a_base64(packet.data, newline=False).decode("ascii")
     # A text packet holding the record separator cannot be escaped: like the reference
     # server we send it as is (Socket.IO's JSON never contains a raw \x1e).
-    return f"{int(packet.type)}{packet.data}"
+    return f"{_DIGIT[packet.type]}{packet.data}"
 
 
 def encode_payload(packets: Iterable[Packet]) -> str:
@@ -102,7 +107,7 @@ def encode_payload(packets: Iterable[Packet]) -> str:
 def _decode_polling_packet(text: str) -> Packet:
     if text[:1] == "b":
         try:
-            return Packet(PacketType.MESSAGE, binascii.a2b_base64(text[1:], strict_mode=True))
+            return Packet(_MESSAGE, binascii.a2b_base64(text[1:], strict_mode=True))
         except ValueError as exc:  # binascii.Error, or non-ASCII characters
             raise ProtocolError(f"invalid base64 in binary packet: {exc}") from None
     return decode_packet(text)
@@ -166,7 +171,7 @@ class OutgoingPacket:
     __slots__ = ("_frame", "_text", "data", "type")
 
     def __init__(self, type: PacketType, data: str | bytes = "") -> None:
-        if isinstance(data, bytes) and type is not PacketType.MESSAGE:
+        if type is not _MESSAGE and isinstance(data, bytes):
             raise ProtocolError("only message packets can carry binary data")
         self.type = type
         self.data = data
@@ -175,9 +180,10 @@ class OutgoingPacket:
 
     @classmethod
     def message(cls, data: str | bytes | bytearray | memoryview) -> OutgoingPacket:
-        if isinstance(data, bytearray | memoryview):
+        kind = type(data)
+        if kind is not str and kind is not bytes:
             data = bytes(data)
-        return cls(PacketType.MESSAGE, data)
+        return cls(_MESSAGE, data)
 
     @property
     def binary(self) -> bool:
@@ -200,7 +206,11 @@ class OutgoingPacket:
             if isinstance(data, bytes):
                 frame = websocket_frame(data, binary=True)
             else:
-                frame = websocket_frame(f"{int(self.type)}{data}".encode(), binary=False)
+                payload = f"{_DIGIT[self.type]}{data}".encode()
+                if len(payload) < 126:  # the usual small message: skip the general builder
+                    frame = bytes((0x81, len(payload))) + payload
+                else:
+                    frame = websocket_frame(payload, binary=False)
             self._frame = frame
         return frame
 
@@ -210,4 +220,4 @@ class OutgoingPacket:
         data = self.data
         if isinstance(data, bytes):
             return data
-        return f"{int(self.type)}{data}"
+        return f"{_DIGIT[self.type]}{data}"

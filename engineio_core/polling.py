@@ -17,6 +17,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Enum members as module constants: attribute access on an Enum class is slow on
+# Python 3.11, and these are read once or more per packet.
+_P_CLOSE = PacketType.CLOSE
+_P_NOOP = PacketType.NOOP
+
 __all__ = ["PollingTransport", "Responder"]
 
 Headers = list[tuple[str, str]]
@@ -25,8 +30,8 @@ Headers = list[tuple[str, str]]
 # (the reference waits 30 s too).
 CLOSE_TIMEOUT = 30.0
 
-_CLOSE = OutgoingPacket(PacketType.CLOSE)
-_NOOP = OutgoingPacket(PacketType.NOOP)
+_CLOSE = OutgoingPacket(_P_CLOSE)
+_NOOP = OutgoingPacket(_P_NOOP)
 _PAYLOAD_HEADERS: Headers = [
     ("Content-Type", "text/plain; charset=UTF-8"),
     ("Cache-Control", "no-store"),
@@ -109,7 +114,7 @@ class PollingTransport:
             if packet is None:
                 session.on_parse_error(self)
                 return
-            if packet.type is PacketType.CLOSE:
+            if packet.type is _P_CLOSE:
                 # The client is leaving: release its pending GET, then close.
                 if self.writable:
                     self.send([_NOOP])

@@ -28,6 +28,12 @@ import orjson
 from .packet import OutgoingPacket, Packet, PacketType
 
 logger = logging.getLogger(__name__)
+_P_OPEN = PacketType.OPEN
+_P_PING = PacketType.PING
+_P_PONG = PacketType.PONG
+_P_MESSAGE = PacketType.MESSAGE
+_P_UPGRADE = PacketType.UPGRADE
+_P_NOOP = PacketType.NOOP
 
 __all__ = ["Clock", "Session", "SessionConfig", "SessionState", "TimerHandle", "Transport"]
 
@@ -82,6 +88,14 @@ class SessionState(enum.Enum):
     CLOSING = "closing"
     CLOSED = "closed"
 
+# Enum members as module constants: attribute access on an Enum class is slow on
+# Python 3.11, and these are read once or more per packet.
+_S_OPENING = SessionState.OPENING
+_S_OPEN = SessionState.OPEN
+_S_UPGRADING = SessionState.UPGRADING
+_S_CLOSING = SessionState.CLOSING
+_S_CLOSED = SessionState.CLOSED
+
 
 class SessionConfig:
     """Per-server settings a session reads. Times in seconds, sizes in bytes."""
@@ -122,9 +136,9 @@ class SessionConfig:
 MessageCallback = Callable[["Session", "str | bytes"], object]
 CloseCallback = Callable[["Session", str], object]
 
-_PING = OutgoingPacket(PacketType.PING)
-_NOOP = OutgoingPacket(PacketType.NOOP)
-_PONG_PROBE = OutgoingPacket(PacketType.PONG, "probe")
+_PING = OutgoingPacket(_P_PING)
+_NOOP = OutgoingPacket(_P_NOOP)
+_PONG_PROBE = OutgoingPacket(_P_PONG, "probe")
 
 
 class Session:
@@ -167,7 +181,7 @@ class Session:
         self.request = request
         self._config = config
         self._clock = clock
-        self.state = SessionState.OPENING
+        self.state = _S_OPENING
         self.upgraded = False
         self.upgrade_candidate: Transport | None = None
         self.write_buffer: list[OutgoingPacket] = []
@@ -190,9 +204,9 @@ class Session:
 
     def open(self) -> None:
         """Send the handshake packet and start the heartbeat."""
-        if self.state is not SessionState.OPENING:
+        if self.state is not _S_OPENING:
             raise RuntimeError("session already opened")
-        self.state = SessionState.OPEN
+        self.state = _S_OPEN
         config = self._config
         upgrades = list(config.upgrades) if self.transport.name == "polling" else []
         handshake = orjson.dumps(
@@ -205,12 +219,12 @@ class Session:
             }
         ).decode()
         self._last_packet_time = self._clock.time()
-        self._send(OutgoingPacket(PacketType.OPEN, handshake))
+        self._send(OutgoingPacket(_P_OPEN, handshake))
         self._schedule_ping()
 
     @property
     def is_open(self) -> bool:
-        return self.state is SessionState.OPEN or self.state is SessionState.UPGRADING
+        return self.state is _S_OPEN or self.state is _S_UPGRADING
 
     def close(self, reason: str = "forced close", *, discard: bool = False) -> None:
         """Close the session from the server side.
@@ -219,9 +233,9 @@ class Session:
         transport is closed and ``on_close`` runs with ``reason``. With ``discard`` the
         transport is closed at once and buffered packets are dropped.
         """
-        if not self.is_open and self.state is not SessionState.CLOSING:
+        if not self.is_open and self.state is not _S_CLOSING:
             return
-        self.state = SessionState.CLOSING
+        self.state = _S_CLOSING
         if self.close_reason is None:
             self.close_reason = reason
         if discard or not self.write_buffer:
@@ -252,7 +266,7 @@ class Session:
         """
         transport = self.transport
         if (
-            self.state is SessionState.OPEN
+            self.state is _S_OPEN
             and transport.writable
             and not transport.congested
             and not self.write_buffer
@@ -268,7 +282,7 @@ class Session:
         if volatile and (
             not transport.writable
             or transport.congested
-            or self.state is SessionState.UPGRADING
+            or self.state is _S_UPGRADING
         ):
             return False
         if transport.writable and not self.write_buffer:
@@ -291,7 +305,7 @@ class Session:
         self._flush()
 
     def _flush(self) -> None:
-        if self.state is SessionState.CLOSED or not self.write_buffer:
+        if self.state is _S_CLOSED or not self.write_buffer:
             return
         transport = self.transport
         if not transport.writable:
@@ -300,7 +314,7 @@ class Session:
         self.write_buffer = []
         self._buffered_bytes = 0
         transport.send(packets)
-        if self.state is SessionState.CLOSING:
+        if self.state is _S_CLOSING:
             self._close_transport()
 
     def on_transport_ready(self, transport: Transport) -> None:
@@ -309,6 +323,15 @@ class Session:
             self._flush()
 
     # ------------------------------------------------------------------ receiving
+
+    def receive_message(self, transport: Transport, data: str | bytes) -> None:
+        """A message packet arrived: ``receive`` without building a Packet (hot path)."""
+        if transport is self.transport and self.state is _S_OPEN:
+            self._last_packet_time = self._clock.time()
+            if self.on_message is not None:
+                self.on_message(self, data)
+        else:
+            self.receive(transport, Packet(_P_MESSAGE, data))
 
     def receive(self, transport: Transport, packet: Packet) -> None:
         """A packet arrived on ``transport``."""
@@ -320,15 +343,15 @@ class Session:
             return
         self._last_packet_time = self._clock.time()
         ptype = packet.type
-        if ptype is PacketType.MESSAGE:
+        if ptype is _P_MESSAGE:
             if self.on_message is not None:
                 self.on_message(self, packet.data)
-        elif ptype is PacketType.PONG:
+        elif ptype is _P_PONG:
             if self._pong_timer is not None:
                 self._pong_timer.cancel()
                 self._pong_timer = None
             self._schedule_ping()
-        elif ptype is PacketType.PING:
+        elif ptype is _P_PING:
             # v4 clients never ping; the reference treats it as a transport error.
             self.on_transport_error(transport, "invalid heartbeat direction")
         # OPEN, UPGRADE, NOOP, and CLOSE over a WebSocket (the reference ignores it
@@ -356,7 +379,7 @@ class Session:
             self._abort_upgrade()
 
     def _close_from_transport(self, transport: Transport, reason: str) -> None:
-        if self.state is SessionState.CLOSED:
+        if self.state is _S_CLOSED:
             return
         self._on_close(reason)
         transport.close()
@@ -365,10 +388,10 @@ class Session:
 
     def begin_upgrade(self, transport: Transport) -> bool:
         """A WebSocket arrived for this sid. Returns False (and closes it) if refused."""
-        if self.state is not SessionState.OPEN or self.upgraded:
+        if self.state is not _S_OPEN or self.upgraded:
             transport.close()
             return False
-        self.state = SessionState.UPGRADING
+        self.state = _S_UPGRADING
         self.upgrade_candidate = transport
         clock = self._clock
         self._upgrade_timer = clock.call_at(
@@ -377,21 +400,21 @@ class Session:
         return True
 
     def _receive_upgrade_packet(self, transport: Transport, packet: Packet) -> None:
-        if packet.type is PacketType.PING and packet.data == "probe":
+        if packet.type is _P_PING and packet.data == "probe":
             transport.send([_PONG_PROBE])
             self._cancel_noop()
             self._schedule_noop()
-        elif packet.type is PacketType.UPGRADE and self.state is not SessionState.CLOSED:
+        elif packet.type is _P_UPGRADE and self.state is not _S_CLOSED:
             self._cancel_upgrade_timers()
             old = self.transport
             old.discard()
             self.upgrade_candidate = None
             self.upgraded = True
             self.transport = transport
-            if self.state is SessionState.UPGRADING:
-                self.state = SessionState.OPEN
+            if self.state is _S_UPGRADING:
+                self.state = _S_OPEN
             self._flush()
-            if self.state is SessionState.CLOSING:
+            if self.state is _S_CLOSING:
                 self._close_transport()
         else:
             self._abort_upgrade()
@@ -403,7 +426,7 @@ class Session:
     def _on_noop(self) -> None:
         # Releases the pending polling GET so the client can pause polling and finish.
         self._noop_timer = None
-        if self.state is not SessionState.UPGRADING:
+        if self.state is not _S_UPGRADING:
             return
         transport = self.transport
         if transport.name == "polling" and transport.writable:
@@ -425,8 +448,8 @@ class Session:
         candidate = self.upgrade_candidate
         self._cancel_upgrade_timers()
         self.upgrade_candidate = None
-        if self.state is SessionState.UPGRADING:
-            self.state = SessionState.OPEN
+        if self.state is _S_UPGRADING:
+            self.state = _S_OPEN
         if candidate is not None:
             candidate.close()
 
@@ -450,7 +473,7 @@ class Session:
 
     def _on_pong_timeout(self) -> None:
         self._pong_timer = None
-        if self.state is SessionState.CLOSED:
+        if self.state is _S_CLOSED:
             return
         # Like the reference: a peer that is visibly sending packets gets more time.
         clock = self._clock
@@ -466,9 +489,9 @@ class Session:
     # ------------------------------------------------------------------ closing
 
     def _on_close(self, reason: str) -> None:
-        if self.state is SessionState.CLOSED:
+        if self.state is _S_CLOSED:
             return
-        self.state = SessionState.CLOSED
+        self.state = _S_CLOSED
         self.close_reason = reason
         for timer in (self._ping_timer, self._pong_timer):
             if timer is not None:

@@ -34,6 +34,14 @@ if TYPE_CHECKING:
     from .session import Clock, Session, TimerHandle
 
 logger = logging.getLogger(__name__)
+_STATE_OPEN = State.OPEN
+
+# Enum members as module constants: attribute access on an Enum class is slow on
+# Python 3.11, and these are read once or more per packet.
+_OP_TEXT = Opcode.TEXT
+_OP_BINARY = Opcode.BINARY
+_OP_CONT = Opcode.CONT
+_OP_CLOSE = Opcode.CLOSE
 
 __all__ = ["HandshakeError", "WebSocketTransport", "WriteBatcher", "negotiate"]
 
@@ -163,7 +171,7 @@ class WebSocketTransport:
         extensions: list[Extension] | None = None,
         batcher: WriteBatcher | None = None,
     ) -> None:
-        protocol = WsProtocol(Side.SERVER, state=State.OPEN, max_size=max_message_size)
+        protocol = WsProtocol(Side.SERVER, state=_STATE_OPEN, max_size=max_message_size)
         if extensions:
             protocol.extensions = list(extensions)
         self._protocol = protocol
@@ -174,7 +182,7 @@ class WebSocketTransport:
         self._clock = clock
         self._close_timer: TimerHandle | None = None
         self._fragments: list[bytes] | None = None
-        self._fragment_opcode = Opcode.TEXT
+        self._fragment_opcode = _OP_TEXT
         self.closed = False
         #: Mirrors ``protocol.state is OPEN`` as a plain attribute (read per delivery).
         self.writable = True
@@ -188,25 +196,25 @@ class WebSocketTransport:
         protocol.receive_data(data)
         for frame in protocol.events_received():
             opcode = frame.opcode
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if opcode is _OP_TEXT or opcode is _OP_BINARY:
                 if frame.fin:
                     self._deliver(opcode, frame.data)
                 else:
                     self._fragment_opcode = opcode
                     self._fragments = [frame.data]
-            elif opcode is Opcode.CONT and self._fragments is not None:
+            elif opcode is _OP_CONT and self._fragments is not None:
                 self._fragments.append(frame.data)
                 if frame.fin:
                     payload = b"".join(self._fragments)
                     self._fragments = None
                     self._deliver(self._fragment_opcode, payload)
-            elif opcode is Opcode.CLOSE:
+            elif opcode is _OP_CLOSE:
                 self._flush_protocol()  # queued frames, then the reply to the close
                 self.writable = False
                 self._on_closed(error=False)
                 return
         self._flush_protocol()
-        self.writable = protocol.state is State.OPEN
+        self.writable = protocol.state is _STATE_OPEN
         if not self.writable and not self.closed:
             # The Protocol failed the connection: bad framing or a message too big.
             logger.debug("websocket failed: %r", protocol.parser_exc)
@@ -226,19 +234,22 @@ class WebSocketTransport:
         session = self.session
         if session is None:
             return
-        if opcode is Opcode.TEXT:
-            try:
-                text = payload.decode("utf-8")
-            except UnicodeDecodeError:
-                self._protocol.fail(1007, "invalid UTF-8")
-                return
-            try:
-                packet = decode_packet(text)
-            except ProtocolError:
-                session.on_parse_error(self)
-                return
-        else:
-            packet = decode_packet(payload)
+        if opcode is not _OP_TEXT:
+            session.receive_message(self, payload)  # a binary frame is a binary message
+            return
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            self._protocol.fail(1007, "invalid UTF-8")
+            return
+        if text[:1] == "4":
+            session.receive_message(self, text[1:])
+            return
+        try:
+            packet = decode_packet(text)
+        except ProtocolError:
+            session.on_parse_error(self)
+            return
         session.receive(self, packet)
 
     def _on_closed(self, *, error: bool) -> None:
@@ -297,7 +308,7 @@ class WebSocketTransport:
 
     def close(self, callback: Callable[[], object] | None = None) -> None:
         protocol = self._protocol
-        if protocol.state is State.OPEN:
+        if protocol.state is _STATE_OPEN:
             if self._batch:
                 self.flush_batch()  # what was sent before the close goes out before it
             self.writable = False

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Enum members as module constants: attribute access on an Enum class is slow on
+# Python 3.11, and these are read once or more per packet.
+_EVENT = PacketType.EVENT
+
 __all__ = [
     "BroadcastFlags",
     "BroadcastOptions",
@@ -294,7 +298,7 @@ class InMemoryAdapter:
     def _store(self, packet: Packet, opts: BroadcastOptions) -> None:
         # Like the reference: only events without ack and not volatile can be replayed, and
         # the offset travels as the last argument so the client can report what it has.
-        if packet.type is not PacketType.EVENT or packet.id is not None or opts.flags.volatile:
+        if packet.type is not _EVENT or packet.id is not None or opts.flags.volatile:
             return
         offset = f"{self._offset_prefix}-{next(self._offsets):x}"
         packet.data.append(offset)

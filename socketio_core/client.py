@@ -17,6 +17,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Enum members as module constants: attribute access on an Enum class is slow on
+# Python 3.11, and these are read once or more per packet.
+_CONNECT = PacketType.CONNECT
+_DISCONNECT = PacketType.DISCONNECT
+_CONNECT_ERROR = PacketType.CONNECT_ERROR
+
 __all__ = ["Client"]
 
 
@@ -54,13 +60,13 @@ class Client:
     def _on_packet(self, packet: Packet) -> None:
         socket = self.nsps.get(packet.nsp)
         ptype = packet.type
-        if socket is None and ptype is PacketType.CONNECT:
+        if socket is None and ptype is _CONNECT:
             self._connect(packet.nsp, packet.data or {})
-        elif socket is not None and ptype is not PacketType.CONNECT and (
-            ptype is not PacketType.CONNECT_ERROR
+        elif socket is not None and ptype is not _CONNECT and (
+            ptype is not _CONNECT_ERROR
         ):
             socket._on_packet(packet)
-        elif socket is None and ptype is PacketType.DISCONNECT:
+        elif socket is None and ptype is _DISCONNECT:
             # A client leaving a namespace it never joined (or that refused it): harmless.
             return
         else:
@@ -91,7 +97,7 @@ class Client:
 
     def _invalid_namespace(self, name: str) -> None:
         self.write_packet(
-            Packet(PacketType.CONNECT_ERROR, {"message": "Invalid namespace"}, name), False
+            Packet(_CONNECT_ERROR, {"message": "Invalid namespace"}, name), False
         )
 
     def _add(self, socket: Socket) -> None:

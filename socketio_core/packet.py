@@ -48,6 +48,16 @@ class PacketType(enum.IntEnum):
     BINARY_EVENT = 5
     BINARY_ACK = 6
 
+# Enum members as module constants: attribute access on an Enum class is slow on
+# Python 3.11, and these are read once or more per packet.
+_CONNECT = PacketType.CONNECT
+_DISCONNECT = PacketType.DISCONNECT
+_EVENT = PacketType.EVENT
+_ACK = PacketType.ACK
+_CONNECT_ERROR = PacketType.CONNECT_ERROR
+_BINARY_EVENT = PacketType.BINARY_EVENT
+_BINARY_ACK = PacketType.BINARY_ACK
+
 
 _TYPE_BY_CHAR = {str(int(t)): t for t in PacketType}
 _TYPE_CHARS = {t: str(int(t)) for t in PacketType}
@@ -104,7 +114,7 @@ def encode(packet: Packet) -> list[str | bytes]:
     buffers: list[bytes] = []
     if packet.data is None:
         body = ""
-    elif ptype is PacketType.EVENT or ptype is PacketType.ACK:
+    elif ptype is _EVENT or ptype is _ACK:
 
         def placeholder(obj: Any) -> Any:
             if isinstance(obj, _BINARY_TYPES):
@@ -114,7 +124,7 @@ def encode(packet: Packet) -> list[str | bytes]:
 
         body = orjson.dumps(packet.data, default=placeholder, option=_DUMPS_OPTIONS).decode()
         if buffers:
-            ptype = PacketType.BINARY_EVENT if ptype is PacketType.EVENT else PacketType.BINARY_ACK
+            ptype = _BINARY_EVENT if ptype is _EVENT else _BINARY_ACK
     else:
         body = orjson.dumps(packet.data, option=_DUMPS_OPTIONS).decode()
     head = _TYPE_CHARS[ptype]
@@ -139,13 +149,13 @@ def _is_object(value: Any) -> bool:
 
 def payload_is_valid(ptype: PacketType, data: Any) -> bool:
     """The reference parser's validity rules for a packet's payload."""
-    if ptype is PacketType.CONNECT:
+    if ptype is _CONNECT:
         return _is_object(data)
-    if ptype is PacketType.DISCONNECT:
+    if ptype is _DISCONNECT:
         return data is None
-    if ptype is PacketType.CONNECT_ERROR:
+    if ptype is _CONNECT_ERROR:
         return isinstance(data, str) or _is_object(data)
-    if ptype is PacketType.EVENT or ptype is PacketType.BINARY_EVENT:
+    if ptype is _EVENT or ptype is _BINARY_EVENT:
         if not isinstance(data, list) or not data:
             return False
         name = data[0]
@@ -167,7 +177,7 @@ def decode_text(text: str, max_attachments: int = DEFAULT_MAX_ATTACHMENTS) -> tu
     type_char, count, nsp, digits = match.groups()
     ptype = _TYPE_BY_CHAR[type_char]
     attachments = 0
-    if ptype is PacketType.BINARY_EVENT or ptype is PacketType.BINARY_ACK:
+    if ptype is _BINARY_EVENT or ptype is _BINARY_ACK:
         if count is None:
             raise ProtocolError("illegal attachments")
         try:
@@ -191,7 +201,7 @@ def decode_text(text: str, max_attachments: int = DEFAULT_MAX_ATTACHMENTS) -> tu
         # A literal ``null`` is a payload too, and no packet type accepts it.
         if data is None or not payload_is_valid(ptype, data):
             raise ProtocolError("invalid payload")
-    elif ptype is PacketType.CONNECT or ptype is PacketType.DISCONNECT:
+    elif ptype is _CONNECT or ptype is _DISCONNECT:
         data = None
     else:
         # The reference parser lets "2" through with no data; the protocol requires one.
@@ -240,7 +250,7 @@ class JsonDecoder:
                 raise ProtocolError("got plaintext data when reconstructing a packet")
             packet, attachments = decode_text(data, self._max_attachments)
             if attachments == 0:
-                if packet.type in (PacketType.BINARY_EVENT, PacketType.BINARY_ACK):
+                if packet.type in (_BINARY_EVENT, _BINARY_ACK):
                     packet.data = _reconstruct(packet.data, [])
                 return packet
             self._pending = packet

@@ -34,6 +34,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Enum members as module constants: attribute access on an Enum class is slow on
+# Python 3.11, and these are read once or more per packet.
+_CONNECT = PacketType.CONNECT
+_DISCONNECT = PacketType.DISCONNECT
+_EVENT = PacketType.EVENT
+_ACK = PacketType.ACK
+_BINARY_EVENT = PacketType.BINARY_EVENT
+_BINARY_ACK = PacketType.BINARY_ACK
+
 __all__ = ["Handshake", "Socket"]
 
 Handler = Callable[..., Any]
@@ -253,7 +262,7 @@ class Socket:
         check_event_name(event)
         if not self.connected:
             return
-        packet = Packet(PacketType.EVENT, [event, *args], self.nsp.name)
+        packet = Packet(_EVENT, [event, *args], self.nsp.name)
         if callback is not None:
             packet.id = self.nsp.next_ack_id()
             self._acks[packet.id] = callback
@@ -345,7 +354,7 @@ class Socket:
         if close:
             self.client.disconnect_all()
             return
-        self.client.write_packet(Packet(PacketType.DISCONNECT, None, self.nsp.name), False)
+        self.client.write_packet(Packet(_DISCONNECT, None, self.nsp.name), False)
         self._on_close("server namespace disconnect")
 
     def _on_connect(self) -> None:
@@ -354,7 +363,7 @@ class Socket:
         data: dict[str, Any] = {"sid": self.id}
         if self.pid is not None:
             data["pid"] = self.pid
-        self.client.write_packet(Packet(PacketType.CONNECT, data, self.nsp.name), False)
+        self.client.write_packet(Packet(_CONNECT, data, self.nsp.name), False)
 
     def _on_close(self, reason: str) -> None:
         if not self.connected:
@@ -381,21 +390,24 @@ class Socket:
 
     def _on_packet(self, packet: Packet) -> None:
         ptype = packet.type
-        if ptype is PacketType.EVENT or ptype is PacketType.BINARY_EVENT:
+        if ptype is _EVENT or ptype is _BINARY_EVENT:
             self._on_event(packet)
-        elif ptype is PacketType.ACK or ptype is PacketType.BINARY_ACK:
+        elif ptype is _ACK or ptype is _BINARY_ACK:
             ack = self._acks.pop(packet.id, None)  # type: ignore[arg-type]
             if ack is not None:
                 try:
                     ack(*packet.data)
                 except Exception:
                     logger.exception("error in ack callback")
-        elif ptype is PacketType.DISCONNECT:
+        elif ptype is _DISCONNECT:
             self._on_close("client namespace disconnect")
 
     def _on_event(self, packet: Packet) -> None:
         args: list[Any] = packet.data
         ack = Ack(self, packet.id) if packet.id is not None else None
+        if self._any is None and self._middlewares is None:
+            self._dispatch(args, ack)  # the usual case, without the checks below
+            return
         if self._any is not None:
             for handler in list(self._any):
                 if wants_ack(handler):
@@ -443,6 +455,9 @@ class Socket:
         if not handlers:
             return
         params = args[1:]
+        if len(handlers) == 1:
+            self._call(handlers[0], params, ack)
+            return
         for handler in list(handlers):
             self._call(handler, params, ack)
 
@@ -481,21 +496,25 @@ class Ack:
         self._sent = False
 
     def __call__(self, *args: Any) -> None:
+        self._send(list(args))
+
+    def send_result(self, result: Any) -> None:
+        """Ack with a handler's return value: None acks with no argument, a tuple with
+        several."""
+        if result is None:
+            self._send([])
+        elif type(result) is tuple:
+            self._send(list(result))
+        else:
+            self._send([result])
+
+    def _send(self, args: list[Any]) -> None:
         if self._sent:
             return
         self._sent = True
         socket = self._socket
         if socket.connected:
-            packet = Packet(PacketType.ACK, list(args), socket.nsp.name, self._id)
-            socket.client.write_packet(packet, False)
-
-    def send_result(self, result: Any) -> None:
-        if result is None:
-            self()
-        elif isinstance(result, tuple):
-            self(*result)
-        else:
-            self(result)
+            socket.client.write_packet(Packet(_ACK, args, socket.nsp.name, self._id), False)
 
 
 class SocketEmitter:
