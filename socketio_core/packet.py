@@ -198,8 +198,12 @@ def decode_text(text: str, max_attachments: int = DEFAULT_MAX_ATTACHMENTS) -> tu
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
             raise ProtocolError("invalid JSON payload") from None
+        if ptype is _EVENT and type(data) is list and data and type(data[0]) is str:
+            # The usual packet, validated inline: an event with a string name.
+            if data[0] in RESERVED_EVENTS:
+                raise ProtocolError("invalid payload")
         # A literal ``null`` is a payload too, and no packet type accepts it.
-        if data is None or not payload_is_valid(ptype, data):
+        elif data is None or not payload_is_valid(ptype, data):
             raise ProtocolError("invalid payload")
     elif ptype is _CONNECT or ptype is _DISCONNECT:
         data = None
@@ -250,7 +254,8 @@ class JsonDecoder:
                 raise ProtocolError("got plaintext data when reconstructing a packet")
             packet, attachments = decode_text(data, self._max_attachments)
             if attachments == 0:
-                if packet.type in (_BINARY_EVENT, _BINARY_ACK):
+                ptype = packet.type
+                if ptype is _BINARY_EVENT or ptype is _BINARY_ACK:
                     packet.data = _reconstruct(packet.data, [])
                 return packet
             self._pending = packet
