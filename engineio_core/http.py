@@ -80,7 +80,12 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._ws is not None:
-            self._ws.receive_data(data)
+            try:
+                self._ws.receive_data(data)
+            except Exception:
+                # A bug must not leave a half-processed connection open: drop this peer.
+                logger.exception("error processing WebSocket data")
+                self.abort()
             return
         if self._busy is not None:
             self._pending += len(data)
@@ -215,9 +220,18 @@ class HttpProtocol(asyncio.Protocol):
                     400, b"Bad request", [("Connection", "close"), ("Content-type", "text/html")]
                 )
                 return
-            server.handle_websocket(request, responder)
+            self._guarded(server.handle_websocket, request, responder)
         else:
-            server.handle_request(request, responder)
+            self._guarded(server.handle_request, request, responder)
+
+    def _guarded(self, handle: Any, request: Request, responder: _Responder) -> None:
+        """A bug in the engine must cost this request, not the connection's other peers."""
+        try:
+            handle(request, responder)
+        except Exception:
+            logger.exception("error handling %s %s", request.method, request.url)
+            if responder is self._busy:
+                responder.respond(500, [("Content-Type", "text/plain")], b"Internal Server Error")
 
     async def _run_app_handler(self, request: Request, responder: _Responder) -> None:
         assert self.server.http_handler is not None

@@ -268,7 +268,10 @@ class EngineServer:
         if sid:
             session = self.sessions[sid]
             transport = session.transport
-            assert isinstance(transport, PollingTransport)
+            if not isinstance(transport, PollingTransport):
+                # transport=websocket without upgrade headers, for a WebSocket session.
+                self._abort_request(request, responder, BAD_REQUEST)
+                return
             self._add_hook_headers(request, responder, initial=False)
             if request.method == "GET":
                 transport.on_poll(responder)

@@ -174,3 +174,17 @@ async def test_stop_closes_sessions_with_reason_and_refuses_new(make_server: Any
         with pytest.raises(Exception):  # noqa: B017 - the server closed the connection
             await asyncio.wait_for(ws.recv(), 5)
     assert reasons == ["server shutting down"]
+
+
+async def test_websocket_transport_query_without_upgrade_for_websocket_session(
+    make_server: Any,
+) -> None:
+    server = await make_server()
+    async with connect(ws_url(server)) as ws:
+        sid = re.search(r'"sid":"([^"]+)"', str(await ws.recv())).group(1)  # type: ignore[union-attr]
+        res = await http_request(
+            server.port, "GET", f"/engine.io/?EIO=4&transport=websocket&sid={sid}"
+        )
+        assert (res.status, res.body) == (400, b'{"code":3,"message":"Bad request"}')
+        await ws.send("4still here")
+        assert await ws.recv() == "4still here"
