@@ -256,43 +256,70 @@ class ServerHandle:
             f"stderr tail:\n{self.stderr_tail()}"
         )
 
-    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
-        """SIGCONT (in case it is frozen), SIGTERM, then SIGKILL. Returns the exit code."""
+    def terminate(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """SIGCONT (in case it is frozen), SIGTERM and wait (bounded).
+
+        Returns the exit code, None if the process is still running.
+        """
         proc = self.proc
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGCONT)
-            self.frozen = False
-            with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                proc.wait(timeout=timeout)
+            self.frozen = False
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGCONT (in case it is frozen), SIGTERM, then SIGKILL. Returns the exit code."""
+        if self.terminate(timeout) is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            self.proc.wait(timeout=timeout)
         self._stdout.join(1.0)
-        return proc.returncode
+        return self.proc.returncode
 
 
 @contextlib.contextmanager
 def start_server(
     kind: str, *, startup_timeout: float = STARTUP_TIMEOUT, **flags: Any
 ) -> Iterator[ServerHandle]:
-    """Start a ``node`` or ``python`` Engine.IO echo server on a free port.
-
-    Waits (bounded) for ``LISTENING <port>``, yields a :class:`ServerHandle`
-    and always stops the process afterwards (SIGCONT, SIGTERM, SIGKILL).
-    """
+    """Start a ``node``, ``python`` or ``asgi`` Engine.IO echo server on a free port."""
     if kind == "node":
         require_node()
-    argv = server_command(kind, **flags)
-    path = flags.get("path") or DEFAULT_PATH
-    host = flags.get("host") or DEFAULT_SERVER_FLAGS["host"]
+    with start_process(
+        kind,
+        server_command(kind, **flags),
+        host=flags.get("host") or DEFAULT_SERVER_FLAGS["host"],
+        path=flags.get("path") or DEFAULT_PATH,
+        startup_timeout=startup_timeout,
+    ) as handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def start_process(
+    kind: str,
+    argv: list[str],
+    *,
+    host: str = "127.0.0.1",
+    path: str = DEFAULT_PATH,
+    cwd: Path = REPO_ROOT,
+    env: dict[str, str] | None = None,
+    startup_timeout: float = STARTUP_TIMEOUT,
+) -> Iterator[ServerHandle]:
+    """Run a server process that prints ``LISTENING <port>`` once listening.
+
+    Waits (bounded) for that line, yields a :class:`ServerHandle` and always stops the
+    process afterwards (SIGCONT, SIGTERM, SIGKILL).
+    """
     stderr_file = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()/close()
     proc = subprocess.Popen(
         argv,
-        cwd=REPO_ROOT,
+        cwd=cwd,
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=stderr_file,

@@ -23,14 +23,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import signal
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -40,11 +34,11 @@ from .interop_support import (
     NODE_MODULES,
     REPO_ROOT,
     NodeProcess,
-    _LineReader,
-    _tail,
+    ServerHandle,
     require_node,
     run_node,
     spawn_node,
+    start_process,
 )
 
 SIO_SERVER_KINDS = ("node", "python")
@@ -56,10 +50,8 @@ SIO_CLIENT = "sio_client.mjs"
 SIO_PACKAGES = ("socket.io", "socket.io-client", "socket.io-msgpack-parser", "engine.io-client")
 
 STARTUP_TIMEOUT = 20.0  # seconds to wait for "LISTENING <port>"
-STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
 NODE_TIMEOUT = 40.0  # hard cap for one driver run (the driver has its own watchdog)
 
-_LISTENING_RE = re.compile(r"^LISTENING (\d+)\s*$")
 
 
 def require_sio_node() -> None:
@@ -92,58 +84,8 @@ def sio_server_command(kind: str, **flags: Any) -> list[str]:
     raise ValueError(f"unknown server kind {kind!r} (expected one of {SIO_SERVER_KINDS})")
 
 
-@dataclass
-class SioServer:
-    kind: str
-    proc: subprocess.Popen
-    port: int
-    argv: list[str]
-    _stdout: _LineReader = field(repr=False)
-    _stderr_file: Any = field(repr=False)
-    host: str = "127.0.0.1"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def freeze(self) -> None:
-        """SIGSTOP: the server stops answering and pinging."""
-        os.kill(self.proc.pid, signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)
-
-    def terminate(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        """SIGTERM and wait (bounded). Returns the exit code, None if still running."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGCONT)
-                self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
-        """SIGCONT (in case it is frozen), SIGTERM, then SIGKILL. Returns the exit code."""
-        if self.terminate(timeout) is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-            self.proc.wait(timeout=timeout)
-        self._stdout.join(1.0)
-        return self.proc.returncode
-
-    def stderr_tail(self, limit: int = 4000) -> str:
-        return _tail(self._stderr_file, limit)
-
-    def diagnostics(self) -> str:
-        rc = self.proc.poll()
-        return (
-            f"[{self.kind} server {' '.join(self.argv)} "
-            f"(pid {self.proc.pid}, {'running' if rc is None else f'exited {rc}'})]\n"
-            f"stdout: {self._stdout.lines[-20:]}\nstderr tail:\n{self.stderr_tail()}"
-        )
+#: A running scenario server (same handle as the Engine.IO servers').
+SioServer = ServerHandle
 
 
 @contextlib.contextmanager
@@ -152,61 +94,19 @@ def start_sio_server(
 ) -> Iterator[SioServer]:
     """Start a scenario server, wait (bounded) for ``LISTENING <port>``, always stop it."""
     require_sio_node()
-    argv = sio_server_command(kind, **flags)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
     )
-    stderr_file = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        argv,
+    with start_process(
+        kind,
+        sio_server_command(kind, **flags),
+        path="/socket.io/",
         cwd=REPO_ROOT if kind == "python" else INTEROP_DIR,
         env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=stderr_file,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        bufsize=1,
-    )
-    reader = _LineReader(proc.stdout, f"{kind}-sio-server")
-    server: SioServer | None = None
-    try:
-        deadline = time.monotonic() + startup_timeout
-        port = None
-        while port is None:
-            try:
-                line = reader.readline(timeout=deadline - time.monotonic())
-            except TimeoutError:
-                raise RuntimeError(
-                    f"{kind} server printed no 'LISTENING <port>' within {startup_timeout}s\n"
-                    f"argv: {argv}\nstdout: {reader.lines}\nstderr:\n{_tail(stderr_file)}"
-                ) from None
-            if line is None:
-                rc = proc.wait(timeout=STOP_TIMEOUT)
-                raise RuntimeError(
-                    f"{kind} server exited ({rc}) before listening\nargv: {argv}\n"
-                    f"stdout: {reader.lines}\nstderr:\n{_tail(stderr_file)}"
-                )
-            m = _LISTENING_RE.match(line)
-            if m:
-                port = int(m.group(1))
-        server = SioServer(kind, proc, port, argv, reader, stderr_file)
+        startup_timeout=startup_timeout,
+    ) as server:
         yield server
-    finally:
-        if server is not None:
-            server.stop()
-        else:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGCONT)
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT)
-        if proc.stdout is not None:
-            with contextlib.suppress(OSError):
-                proc.stdout.close()
-        stderr_file.close()
 
 
 # ---------------------------------------------------------------- the driver
