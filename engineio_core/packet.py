@@ -186,10 +186,6 @@ class OutgoingPacket:
         return cls(_MESSAGE, data)
 
     @property
-    def binary(self) -> bool:
-        return isinstance(self.data, bytes)
-
-    @property
     def polling_text(self) -> str:
         """The packet as it appears inside a long-polling payload."""
         text = self._text

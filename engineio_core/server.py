@@ -272,7 +272,9 @@ class EngineServer:
                 # transport=websocket without upgrade headers, for a WebSocket session.
                 self._abort_request(request, responder, BAD_REQUEST)
                 return
-            self._add_hook_headers(request, responder, initial=False)
+            responder.extra_headers = self._hook_headers(
+                request, responder.extra_headers, handshake_sid=None
+            )
             if request.method == "GET":
                 transport.on_poll(responder)
             elif request.method == "POST":
@@ -363,20 +365,21 @@ class EngineServer:
         body = orjson.dumps({"code": code, "message": message or ERROR_MESSAGES[code]})
         responder.respond(status, [("Content-Type", "application/json")], body)
 
-    def _add_hook_headers(
-        self, request: Request, responder: RequestResponder, *, initial: bool
-    ) -> None:
-        if not (initial or self._handlers["headers"]):
-            return
-        headers = responder.extra_headers = list(responder.extra_headers)
-        if initial:
+    def _hook_headers(
+        self, request: Request, headers: list[tuple[str, str]], *, handshake_sid: str | None
+    ) -> list[tuple[str, str]]:
+        """``headers`` plus the cookie (on a handshake) and what the hooks add."""
+        if handshake_sid is None and not self._handlers["headers"]:
+            return headers
+        headers = list(headers)
+        if handshake_sid is not None:
             if self.cookie is not None:
-                sid = request.query.get("sid", "")
-                headers.append(("Set-Cookie", self.cookie.header(sid)))
+                headers.append(("Set-Cookie", self.cookie.header(handshake_sid)))
             for hook in self._handlers["initial_headers"]:
                 hook(headers, request)
         for hook in self._handlers["headers"]:
             hook(headers, request)
+        return headers
 
     def generate_id(self) -> str:
         """A new session id: 20 URL-safe characters, like Node's base64id."""
@@ -402,9 +405,9 @@ class EngineServer:
             self._abort_request(request, responder, BAD_REQUEST)
             return
         sid = self.generate_id()
-        request.query["sid"] = sid  # so the cookie and hooks see it
-        self._add_hook_headers(request, responder, initial=True)
-        del request.query["sid"]
+        responder.extra_headers = self._hook_headers(
+            request, responder.extra_headers, handshake_sid=sid
+        )
         transport = PollingTransport(self.loop)
         session = self._open_session(sid, request, transport)
         transport.on_poll(responder)
@@ -463,11 +466,8 @@ class EngineServer:
             self._abort_upgrade(request, acceptor, BAD_REQUEST)
             return
         sid = self.generate_id()
-        holder = _HeaderCollector(self._cors_headers(request))
-        request.query["sid"] = sid  # so the cookie and hooks see it
-        self._add_hook_headers(request, holder, initial=True)
-        del request.query["sid"]
-        transport = acceptor.accept(holder.extra_headers)
+        headers = self._hook_headers(request, self._cors_headers(request), handshake_sid=sid)
+        transport = acceptor.accept(headers)
         if transport is None:
             return
         session = self._open_session(sid, request, transport)
@@ -535,15 +535,3 @@ class EngineServer:
             await asyncio.Future()
         finally:
             await self.stop()
-
-
-class _HeaderCollector:
-    """Collects hook headers for a WebSocket handshake (shaped like a responder)."""
-
-    __slots__ = ("extra_headers",)
-
-    def __init__(self, headers: list[tuple[str, str]]) -> None:
-        self.extra_headers = headers
-
-    def respond(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-        raise RuntimeError("not a responder")

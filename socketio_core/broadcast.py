@@ -139,7 +139,7 @@ class BroadcastOperator:
     def disconnect_sockets(self, close: bool = False) -> None:
         self._adapter.disconnect_sockets(self._opts, close)
 
-    # Room lifecycle
     @property
     def adapter(self) -> InMemoryAdapter:
+        """The namespace's adapter (room lifecycle events: ``adapter.on("join-room", fn)``)."""
         return self._adapter

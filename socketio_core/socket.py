@@ -528,23 +528,19 @@ class SocketEmitter:
 
     @property
     def volatile(self) -> SocketEmitter:
-        return SocketEmitter(self._socket, _replace(self._flags, volatile=True))
+        return SocketEmitter(self._socket, replace(self._flags, volatile=True))
 
     def compress(self, compress: bool) -> SocketEmitter:
-        return SocketEmitter(self._socket, _replace(self._flags, compress=compress))
+        return SocketEmitter(self._socket, replace(self._flags, compress=compress))
 
     def timeout(self, seconds: float) -> SocketEmitter:
-        return SocketEmitter(self._socket, _replace(self._flags, timeout=seconds))
+        return SocketEmitter(self._socket, replace(self._flags, timeout=seconds))
 
     def emit(self, event: str, *args: Any, callback: Callable[..., Any] | None = None) -> None:
         self._socket._emit(event, args, self._flags, callback)
 
     async def emit_with_ack(self, event: str, *args: Any) -> Any:
         return await self._socket._emit_with_ack(event, args, self._flags, self._flags.timeout)
-
-
-def _replace(flags: BroadcastFlags, **changes: Any) -> BroadcastFlags:
-    return replace(flags, **changes)
 
 
 class _AckWaiter:
