@@ -70,8 +70,8 @@ class _AsgiResponder:
 class _AsgiWebSocket:
     """Engine.IO transport over an ASGI WebSocket connection."""
 
-    __slots__ = ("_high_water", "_queue", "_queued_bytes", "_send", "_wake", "close_code",
-                 "closed", "session", "wants_close")
+    __slots__ = ("_high_water", "_queue", "_queued_bytes", "_readable", "_send", "_wake",
+                 "close_code", "closed", "congested_since", "session", "wants_close")
 
     name = "websocket"
 
@@ -81,6 +81,10 @@ class _AsgiWebSocket:
         self._queued_bytes = 0
         self._queue: deque[str | bytes] = deque()
         self._wake = asyncio.Event()
+        # Cleared while the session has paused reading (backpressure): the read loop waits.
+        self._readable = asyncio.Event()
+        self._readable.set()
+        self.congested_since = 0.0
         self.closed = False
         self.wants_close = False
         self.close_code = 1000
@@ -99,11 +103,20 @@ class _AsgiWebSocket:
 
     def send(self, packets: list[OutgoingPacket]) -> None:
         if self.writable:
+            was_congested = self.congested
             for packet in packets:
                 data = packet.websocket_data
                 self._queue.append(data)
                 self._queued_bytes += len(data)
+            if not was_congested and self.congested:
+                self.congested_since = asyncio.get_running_loop().time()
             self._wake.set()
+
+    def pause_reading(self) -> None:
+        self._readable.clear()
+
+    def resume_reading(self) -> None:
+        self._readable.set()
 
     def buffered_amount(self) -> int:
         return self._queued_bytes
@@ -111,6 +124,7 @@ class _AsgiWebSocket:
     def close(self, callback: Callable[[], object] | None = None) -> None:
         self.wants_close = True
         self._wake.set()
+        self._readable.set()  # a paused read loop must see the close
         if callback is not None:
             callback()
 
@@ -278,6 +292,9 @@ class EngineASGIApp:
     async def _read_loop(self, ws: _AsgiWebSocket, receive: Receive) -> None:
         max_size = self.engine.max_http_buffer_size
         while not ws.closed:
+            if not ws._readable.is_set():
+                await ws._readable.wait()
+                continue
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 ws.closed = True

@@ -101,11 +101,11 @@ class HttpProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         # More than the high-water mark is waiting in the socket's buffer.
         if self._ws is not None:
-            self._ws.congested = True
+            self._ws.on_pause_writing()
 
     def resume_writing(self) -> None:
         if self._ws is not None:
-            self._ws.congested = False
+            self._ws.on_resume_writing()
 
     def eof_received(self) -> bool | None:
         if self._ws is not None:
@@ -331,6 +331,7 @@ class HttpProtocol(asyncio.Protocol):
             max_message_size=self.server.max_http_buffer_size,
             extensions=responder.ws_extensions,
             batcher=self.server.write_batcher,
+            high_water=self.server.session_config.write_buffer_high_water,
         )
         self._ws = ws
         self._transport.set_write_buffer_limits(

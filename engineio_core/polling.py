@@ -7,10 +7,10 @@ hands each one over with a ``Responder`` that can answer it exactly once, now or
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
-from .packet import RECORD_SEPARATOR, OutgoingPacket, PacketType, iter_payload
+from .packet import RECORD_SEPARATOR, OutgoingPacket, Packet, PacketType, iter_payload
 
 if TYPE_CHECKING:
     from .session import Clock, Session, TimerHandle
@@ -29,6 +29,10 @@ Headers = list[tuple[str, str]]
 # How long a server-side close waits for the client's next GET to carry the close packet
 # (the reference waits 30 s too).
 CLOSE_TIMEOUT = 30.0
+
+# Packets of one POST are delivered for at most this many seconds per loop iteration.
+PROCESS_BUDGET = 0.002
+_END = object()
 
 _CLOSE = OutgoingPacket(_P_CLOSE)
 _NOOP = OutgoingPacket(_P_NOOP)
@@ -53,7 +57,11 @@ class PollingTransport:
     __slots__ = (
         "_clock",
         "_close_timer",
+        "_data",
+        "_paused",
         "_poll",
+        "_post",
+        "_resume_scheduled",
         "_should_close",
         "discarded",
         "session",
@@ -63,6 +71,7 @@ class PollingTransport:
     name = "polling"
     #: Long-polling congestion is the session's queue, counted by the session itself.
     congested = False
+    congested_since = 0.0
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
@@ -72,6 +81,12 @@ class PollingTransport:
         self.discarded = False
         self._should_close: Callable[[], object] | None = None
         self._close_timer: TimerHandle | None = None
+        # The POST being processed: its packets not yet delivered, and its responder,
+        # answered once they all are (holding the answer is the backpressure).
+        self._data: Iterator[Packet | None] | None = None
+        self._post: Responder | None = None
+        self._paused = False
+        self._resume_scheduled = False
 
     # ---------------------------------------------------------------- from HTTP
 
@@ -104,26 +119,77 @@ class PollingTransport:
         """A POST arrived with a complete body (the HTTP layer enforced the size limit).
 
         Like the reference, packets before a bad one are still delivered, and invalid
-        UTF-8 is decoded with replacement characters.
+        UTF-8 is decoded with replacement characters. Packets are delivered for at most
+        ``PROCESS_BUDGET`` seconds per loop iteration, and not at all while the session
+        has paused reading; the POST is answered once every packet was delivered, so a
+        client cannot send the next payload before this one is through.
         """
         session = self.session
-        responder.respond(200, _OK_HEADERS, b"ok")
-        if session is None:
+        if self._post is not None:
+            # Like the reference: a second POST while one is in progress is an error.
+            responder.respond(400, _OK_HEADERS, b"")
+            if session is not None:
+                session.on_transport_error(self, "data request overlap from client")
             return
-        for packet in iter_payload(body.decode("utf-8", "replace")):
+        if session is None:
+            responder.respond(200, _OK_HEADERS, b"ok")
+            return
+        self._post = responder
+        self._data = iter_payload(body.decode("utf-8", "replace"))
+        self._deliver_data()
+
+    def _deliver_data(self) -> None:
+        self._resume_scheduled = False
+        session = self.session
+        packets = self._data
+        if packets is None or session is None:
+            self._end_post()
+            return
+        clock = self._clock
+        deadline = clock.time() + PROCESS_BUDGET
+        while not self._paused:  # else resume_reading carries on
+            packet = next(packets, _END)
+            if packet is _END:
+                break
             if packet is None:
                 session.on_parse_error(self)
-                return
+                break
+            assert isinstance(packet, Packet)
             if packet.type is _P_CLOSE:
                 # The client is leaving: release its pending GET, then close.
                 if self.writable:
                     self.send([_NOOP])
                 self.discarded = True
                 session.on_transport_close(self)
-                return
+                break
             session.receive(self, packet)
-            if not session.is_open:
+            if not session.is_open or self._data is None:
+                break
+            if clock.time() > deadline:
+                self._schedule_delivery()
                 return
+        else:
+            return
+        self._end_post()
+
+    def _end_post(self) -> None:
+        responder, self._post = self._post, None
+        self._data = None
+        if responder is not None:
+            responder.respond(200, _OK_HEADERS, b"ok")
+
+    def _schedule_delivery(self) -> None:
+        if not self._resume_scheduled:
+            self._resume_scheduled = True
+            self._clock.call_at(self._clock.time(), self._deliver_data)
+
+    def pause_reading(self) -> None:
+        self._paused = True
+
+    def resume_reading(self) -> None:
+        self._paused = False
+        if self._data is not None:
+            self._schedule_delivery()
 
     # ---------------------------------------------------------------- from session
 
@@ -152,6 +218,7 @@ class PollingTransport:
         return 0
 
     def close(self, callback: Callable[[], object] | None = None) -> None:
+        self._end_post()  # what is left of a POST being processed means nothing now
         done = callback if callback is not None else _nothing
         if self.writable:
             self.send([_CLOSE])
@@ -165,6 +232,7 @@ class PollingTransport:
 
     def discard(self) -> None:
         self.discarded = True
+        self._end_post()
         if self.writable:
             # Release a GET that is still pending after the upgrade.
             self.send([_NOOP])

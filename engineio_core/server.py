@@ -145,7 +145,8 @@ class EngineServer:
         allow_request: AllowRequest | None = None,
         per_message_deflate: bool = False,
         write_buffer_high_water: int = 64 * 1024,
-        max_write_buffer: int = 4 * 1024 * 1024,
+        max_write_buffer: int = 1024 * 1024,
+        congestion_timeout: float = 30.0,
         max_header_size: int = 16 * 1024,
         header_timeout: float = 10.0,
         keepalive_timeout: float = 5.0,
@@ -177,6 +178,7 @@ class EngineServer:
             upgrades=upgrades,
             write_buffer_high_water=write_buffer_high_water,
             max_write_buffer=max_write_buffer,
+            congestion_timeout=congestion_timeout,
         )
         self.sessions: dict[str, Session] = {}
         self._handlers: dict[str, list[Callable[..., Any]]] = {e: [] for e in _EVENTS}

@@ -58,6 +58,8 @@ class Transport(Protocol):
     #: True while the peer is not keeping up: more than the high-water mark of bytes is
     #: waiting in the socket's write buffer (set from asyncio's pause/resume_writing).
     congested: bool
+    #: Clock time at which ``congested`` last became True.
+    congested_since: float
 
     def send(self, packets: list[OutgoingPacket]) -> None: ...
 
@@ -78,6 +80,14 @@ class Transport(Protocol):
 
     def discard(self) -> None:
         """Forget the transport after an upgrade: it must not deliver anything more."""
+        ...
+
+    def pause_reading(self) -> None:
+        """Deliver no more packets until ``resume_reading``; stop reading from the peer."""
+        ...
+
+    def resume_reading(self) -> None:
+        """Deliver what was held back, then read from the peer again."""
         ...
 
 
@@ -101,6 +111,7 @@ class SessionConfig:
     """Per-server settings a session reads. Times in seconds, sizes in bytes."""
 
     __slots__ = (
+        "congestion_timeout",
         "max_payload",
         "max_write_buffer",
         "noop_interval",
@@ -120,7 +131,8 @@ class SessionConfig:
         max_payload: int = 1_000_000,
         upgrades: tuple[str, ...] = ("websocket",),
         write_buffer_high_water: int = 64 * 1024,
-        max_write_buffer: int = 4 * 1024 * 1024,
+        max_write_buffer: int = 1024 * 1024,
+        congestion_timeout: float = 30.0,
         noop_interval: float = 0.1,
     ) -> None:
         self.ping_interval = ping_interval
@@ -130,6 +142,7 @@ class SessionConfig:
         self.upgrades = upgrades
         self.write_buffer_high_water = write_buffer_high_water
         self.max_write_buffer = max_write_buffer
+        self.congestion_timeout = congestion_timeout
         self.noop_interval = noop_interval
 
 
@@ -158,6 +171,7 @@ class Session:
         "data",
         "on_close",
         "on_message",
+        "reading_paused",
         "request",
         "sid",
         "state",
@@ -192,6 +206,8 @@ class Session:
         self._noop_timer: TimerHandle | None = None
         self._last_packet_time = 0.0
         self.close_reason: str | None = None
+        #: True while the layer above asked for no more packets (see ``pause_reading``).
+        self.reading_paused = False
         #: Free slot for the layer above (Socket.IO keeps its client object here).
         self.data: Any = None
         self.on_message: MessageCallback | None = None
@@ -287,9 +303,8 @@ class Session:
             return False
         if transport.writable and not self.write_buffer:
             transport.send_one(packet)
-            if transport.congested and transport.buffered_amount() > self._config.max_write_buffer:
-                logger.info("session %s: peer is not reading, closing", self.sid)
-                self.close("transport error", discard=True)
+            if transport.congested:
+                self._check_slow_consumer(transport)
             return True
         self.write_buffer.append(packet)
         self._buffered_bytes += len(packet.polling_text)
@@ -316,6 +331,43 @@ class Session:
         transport.send(packets)
         if self.state is _S_CLOSING:
             self._close_transport()
+        elif transport.congested:
+            self._check_slow_consumer(transport)
+
+    def _check_slow_consumer(self, transport: Transport) -> None:
+        """Cut a peer that is not reading: too many bytes waiting, or for too long.
+
+        Called after every write to a congested transport (messages and pings alike),
+        so nothing written can bypass the limits.
+        """
+        config = self._config
+        waiting = transport.buffered_amount()
+        if waiting > config.max_write_buffer:
+            logger.info("session %s: %d bytes waiting for the peer, closing", self.sid, waiting)
+        elif self._clock.time() - transport.congested_since > config.congestion_timeout:
+            logger.info("session %s: peer has not read for %.0f s, closing",
+                        self.sid, config.congestion_timeout)
+        else:
+            return
+        self.close("transport error", discard=True)
+
+    # ------------------------------------------------------------------ flow control
+
+    def pause_reading(self) -> None:
+        """Stop taking packets from the peer (its handlers are busy): backpressure.
+
+        On WebSocket the server stops reading the socket, so TCP slows the peer down; on
+        long-polling the response to the POST being processed is held back. Heartbeats
+        are not timed out while reading is paused: the peer's pong may be waiting unread.
+        """
+        if not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
 
     def on_transport_ready(self, transport: Transport) -> None:
         """The transport became writable (a long-polling GET arrived)."""
@@ -411,6 +463,8 @@ class Session:
             self.upgrade_candidate = None
             self.upgraded = True
             self.transport = transport
+            if self.reading_paused:
+                transport.pause_reading()
             if self.state is _S_UPGRADING:
                 self.state = _S_OPEN
             self._flush()
@@ -478,6 +532,9 @@ class Session:
         # Like the reference: a peer that is visibly sending packets gets more time.
         clock = self._clock
         timeout = self._config.ping_timeout
+        if self.reading_paused:
+            # Its pong may be among the bytes we are not reading: we are the slow one.
+            self._last_packet_time = clock.time()
         elapsed = clock.time() - self._last_packet_time
         if elapsed < timeout:
             self._pong_timer = clock.call_at(

@@ -16,11 +16,12 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.headers import build_extension, parse_extension
 from websockets.protocol import Protocol as WsProtocol
 from websockets.protocol import Side, State
@@ -47,6 +48,10 @@ __all__ = ["HandshakeError", "WebSocketTransport", "WriteBatcher", "negotiate"]
 
 # After our close frame, how long the peer gets to answer before the TCP connection is cut.
 CLOSE_TIMEOUT = 5.0
+# Inbound bytes are handed to the frame parser at most this many at a time, and one peer's
+# frames are delivered for at most PROCESS_BUDGET seconds per loop iteration.
+INBOUND_SLICE = 16 * 1024
+PROCESS_BUDGET = 0.002
 
 
 class Writer(Protocol):
@@ -57,6 +62,12 @@ class Writer(Protocol):
     def close(self) -> None: ...
 
     def get_write_buffer_size(self) -> int: ...
+
+    def abort(self) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
 
 
 class WriteBatcher:
@@ -140,20 +151,44 @@ def negotiate(
 
 
 class WebSocketTransport:
-    """Engine.IO transport over one WebSocket connection."""
+    """Engine.IO transport over one WebSocket connection.
+
+    Inbound work is budgeted: bytes are fed to the frame parser in slices and frames are
+    delivered until ``PROCESS_BUDGET`` seconds have passed; the rest waits for the next
+    loop iteration while the socket is not read. One peer that sends thousands of small
+    frames at once cannot hold the event loop, and a peer whose handlers are busy
+    (``pause_reading``) is slowed down by TCP instead of growing a queue.
+
+    Outbound, a congested peer (more than the high-water mark waiting in the socket's
+    buffer) gets its frames queued here by reference instead of copied into the socket
+    buffer, so a broadcast held for many slow peers costs its bytes once.
+    """
 
     __slots__ = (
+        "_backlog",
+        "_backlog_bytes",
         "_batch",
+        "_batch_bytes",
         "_batcher",
         "_clock",
         "_close_timer",
+        "_closer",
         "_deflate",
+        "_failed",
         "_fragment_opcode",
         "_fragments",
+        "_frames",
+        "_high_water",
+        "_inbound",
+        "_paused",
+        "_processing",
         "_protocol",
+        "_resume_scheduled",
+        "_socket_paused",
         "_writer",
         "closed",
         "congested",
+        "congested_since",
         "session",
         "writable",
     )
@@ -168,6 +203,8 @@ class WebSocketTransport:
         max_message_size: int,
         extensions: list[Extension] | None = None,
         batcher: WriteBatcher | None = None,
+        high_water: int = 64 * 1024,
+        closer: Callable[[], object] | None = None,
     ) -> None:
         protocol = WsProtocol(Side.SERVER, state=_STATE_OPEN, max_size=max_message_size)
         if extensions:
@@ -175,54 +212,177 @@ class WebSocketTransport:
         self._protocol = protocol
         self._deflate = bool(extensions)
         self._writer = writer
+        #: Ends the TCP connection once our side of the WebSocket is done (the HTTP layer
+        #: passes one that lets the peer read our close frame first).
+        self._closer = closer
         self._batcher = batcher
         self._batch: list[bytes] | None = None
+        self._batch_bytes = 0
+        self._high_water = high_water
+        self._backlog: deque[bytes] | None = None
+        self._backlog_bytes = 0
         self._clock = clock
         self._close_timer: TimerHandle | None = None
         self._fragments: list[bytes] | None = None
         self._fragment_opcode = _OP_TEXT
+        self._inbound: deque[bytes] | None = None
+        self._frames: deque[Frame] | None = None
+        self._failed = False
+        self._paused = False
+        self._socket_paused = False
+        self._processing = False
+        self._resume_scheduled = False
         self.closed = False
         #: Mirrors ``protocol.state is OPEN`` as a plain attribute (read per delivery).
         self.writable = True
         self.congested = False
+        self.congested_since = 0.0
         self.session: Session | None = None
 
     # ---------------------------------------------------------------- from the socket
 
     def receive_data(self, data: bytes) -> None:
-        protocol = self._protocol
-        protocol.receive_data(data)
-        for frame in protocol.events_received():
-            opcode = frame.opcode
-            if opcode is _OP_TEXT or opcode is _OP_BINARY:
-                if frame.fin:
-                    self._deliver(opcode, frame.data)
+        if self.closed:
+            return
+        if self._inbound is None and self._frames is None and not self._paused:
+            if len(data) <= INBOUND_SLICE:
+                # The usual case, one read holding a few frames: no queues.
+                protocol = self._protocol
+                protocol.receive_data(data)
+                events = protocol.events_received()
+                self._after_parse()
+                if len(events) == 1:
+                    self._on_frame(events[0])
+                    self._check_failed()
+                elif events:
+                    self._frames = deque(events)
+                    self._process()
                 else:
-                    self._fragment_opcode = opcode
-                    self._fragments = [frame.data]
-            elif opcode is _OP_CONT and self._fragments is not None:
-                self._fragments.append(frame.data)
-                if frame.fin:
-                    payload = b"".join(self._fragments)
-                    self._fragments = None
-                    self._deliver(self._fragment_opcode, payload)
-            elif opcode is _OP_CLOSE:
-                self._flush_protocol()  # queued frames, then the reply to the close
-                self.writable = False
-                self._on_closed(error=False)
+                    self._check_failed()
                 return
-        self._flush_protocol()
-        self.writable = protocol.state is _STATE_OPEN
-        if not self.writable and not self.closed:
-            # The Protocol failed the connection: bad framing or a message too big.
-            logger.debug("websocket failed: %r", protocol.parser_exc)
+            self._inbound = deque()
+        if self._inbound is None:
+            self._inbound = deque()
+        self._inbound.append(data)
+        self._process()
+
+    def _process(self) -> None:
+        """Parse and deliver within the time budget; leave the rest for later."""
+        if self._processing:
+            return  # re-entered from a handler: the outer call carries on
+        self._processing = True
+        try:
+            clock = self._clock
+            deadline = clock.time() + PROCESS_BUDGET
+            protocol = self._protocol
+            while not self.closed and not self._paused:
+                frames = self._frames
+                if frames:
+                    self._on_frame(frames.popleft())
+                    if clock.time() > deadline:
+                        break
+                    continue
+                self._frames = None
+                inbound = self._inbound
+                if self._failed or not inbound:
+                    self._inbound = None
+                    break
+                chunk = inbound.popleft()
+                if len(chunk) > INBOUND_SLICE:
+                    inbound.appendleft(chunk[INBOUND_SLICE:])
+                    chunk = chunk[:INBOUND_SLICE]
+                protocol.receive_data(chunk)
+                events = protocol.events_received()
+                if events:
+                    self._frames = deque(events)
+                self._after_parse()
+        finally:
+            self._processing = False
+        if self.closed:
+            return
+        if not self._frames and not self._inbound:
+            self._frames = self._inbound = None
+            self._check_failed()
+            if not self.closed and not self._paused:
+                self._read_socket(True)
+            return
+        # Work left: stop reading the socket until it is done.
+        self._read_socket(False)
+        if not self._paused and not self._resume_scheduled:
+            self._resume_scheduled = True
+            self._clock.call_at(clock.time(), self._continue)
+
+    def _continue(self) -> None:
+        self._resume_scheduled = False
+        self._process()
+
+    def _after_parse(self) -> None:
+        protocol = self._protocol
+        if protocol.state is _STATE_OPEN:
+            self._flush_protocol()  # pongs to the peer's pings
+            return
+        # Closing: nothing after this point of the stream means anything.
+        self._inbound = None
+        if protocol.close_rcvd is None:
+            # The Protocol failed the connection (bad framing, a message too big). The
+            # frames before the failure are delivered first, then it is closed.
+            self._failed = True
+
+    def _check_failed(self) -> None:
+        if self._failed and not self.closed and not self._frames:
+            logger.debug("websocket failed: %r", self._protocol.parser_exc)
+            self._flush_protocol()  # our close frame, after what was sent before it
+            self.writable = False
             self._on_closed(error=True)
+
+    def _on_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is _OP_TEXT or opcode is _OP_BINARY:
+            if frame.fin:
+                self._deliver(opcode, frame.data)
+            else:
+                self._fragment_opcode = opcode
+                self._fragments = [frame.data]
+        elif opcode is _OP_CONT and self._fragments is not None:
+            self._fragments.append(frame.data)
+            if frame.fin:
+                payload = b"".join(self._fragments)
+                self._fragments = None
+                self._deliver(self._fragment_opcode, payload)
+        elif opcode is _OP_CLOSE:
+            self._frames = self._inbound = None
+            self._flush_protocol()  # queued frames, then the reply to the close
+            self.writable = False
+            self._on_closed(error=False)
+
+    def pause_reading(self) -> None:
+        self._paused = True
+        self._read_socket(False)
+
+    def resume_reading(self) -> None:
+        if self._paused:
+            self._paused = False
+            if not self._resume_scheduled:
+                self._resume_scheduled = True
+                self._clock.call_at(self._clock.time(), self._continue)
+
+    def _read_socket(self, read: bool) -> None:
+        if read is self._socket_paused and not self.closed:
+            self._socket_paused = not read
+            try:
+                if read:
+                    self._writer.resume_reading()
+                else:
+                    self._writer.pause_reading()
+            except (AttributeError, RuntimeError):  # closing, or a writer without flow control
+                pass
 
     def connection_lost(self) -> None:
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None
         self.writable = False
+        self._frames = self._inbound = self._backlog = None
         if not self.closed:
             self._protocol.receive_eof()
             self._on_closed(error=False)
@@ -239,6 +399,8 @@ class WebSocketTransport:
             text = payload.decode("utf-8")
         except UnicodeDecodeError:
             self._protocol.fail(1007, "invalid UTF-8")
+            self._frames = None
+            self._after_parse()
             return
         if text[:1] == "4":
             session.receive_message(self, text[1:])
@@ -254,6 +416,7 @@ class WebSocketTransport:
         if self.closed:
             return
         self.closed = True
+        self._frames = self._inbound = None
         session = self.session
         if session is not None:
             if error:
@@ -271,19 +434,68 @@ class WebSocketTransport:
             self.send([packet])
             return
         frame = packet._frame or packet.websocket_frame
+        if self._backlog is not None:
+            self._hold(frame)
+            return
         batch = self._batch
         if batch is not None:
             batch.append(frame)
+            self._batch_bytes += len(frame)
+            if self._batch_bytes > self._high_water:
+                self.flush_batch()  # do not let one iteration build a huge write
         elif self._batcher is not None:
             self._batch = [frame]
+            self._batch_bytes = len(frame)
             self._batcher.add(self)
         else:
-            self._writer.write(frame)
+            self._write(frame)
 
     def flush_batch(self) -> None:
         batch, self._batch = self._batch, None
         if batch and self.writable:
-            self._writer.write(batch[0] if len(batch) == 1 else b"".join(batch))
+            self._write(batch[0] if len(batch) == 1 else b"".join(batch))
+
+    def _write(self, data: bytes) -> None:
+        if self._backlog is not None:
+            self._hold(data)
+        else:
+            self._writer.write(data)  # may call on_pause_writing
+
+    def _hold(self, data: bytes) -> None:
+        assert self._backlog is not None
+        self._backlog.append(data)
+        self._backlog_bytes += len(data)
+
+    def on_pause_writing(self) -> None:
+        """More than the high-water mark is waiting in the socket's buffer."""
+        if not self.congested:
+            self.congested = True
+            self.congested_since = self._clock.time()
+        if self._backlog is None:
+            self._backlog = deque()
+
+    def on_resume_writing(self) -> None:
+        """The socket's buffer drained below its low-water mark: send what was held."""
+        self.congested = False
+        backlog = self._backlog
+        if backlog is None:
+            return
+        self._backlog = None
+        self._backlog_bytes = 0
+        writer = self._writer
+        while backlog:
+            chunk = [backlog.popleft()]
+            size = len(chunk[0])
+            while backlog and size < self._high_water:
+                data = backlog.popleft()
+                chunk.append(data)
+                size += len(data)
+            writer.write(chunk[0] if len(chunk) == 1 else b"".join(chunk))
+            if self._backlog is not None:  # congested again: keep the rest, in order
+                backlog.extend(self._backlog)
+                self._backlog = backlog
+                self._backlog_bytes = sum(len(d) for d in backlog)
+                return
 
     def send(self, packets: list[OutgoingPacket]) -> None:
         protocol = self._protocol
@@ -302,18 +514,24 @@ class WebSocketTransport:
                 self.send_one(packet)
 
     def buffered_amount(self) -> int:
-        return self._writer.get_write_buffer_size()
+        return self._writer.get_write_buffer_size() + self._backlog_bytes
 
     def close(self, callback: Callable[[], object] | None = None) -> None:
         protocol = self._protocol
         if protocol.state is _STATE_OPEN:
-            if self._batch:
-                self.flush_batch()  # what was sent before the close goes out before it
-            self.writable = False
-            protocol.send_close()
-            self._flush_protocol()
-            clock = self._clock
-            self._close_timer = clock.call_at(clock.time() + CLOSE_TIMEOUT, self._finish)
+            if self.congested:
+                # A peer that is not reading would never get our close frame: cut it.
+                self.writable = False
+                self._abort()
+            else:
+                if self._batch:
+                    self.flush_batch()  # what was sent before the close goes out before it
+                self.writable = False
+                protocol.send_close()
+                self._flush_protocol()
+                clock = self._clock
+                if not self.closed and self._close_timer is None:
+                    self._close_timer = clock.call_at(clock.time() + CLOSE_TIMEOUT, self._finish)
         if callback is not None:
             callback()
 
@@ -323,10 +541,9 @@ class WebSocketTransport:
     def _flush_protocol(self) -> None:
         if self._batch:
             self.flush_batch()  # data frames queued before a control frame go first
-        writer = self._writer
         for data in self._protocol.data_to_send():
             if data:
-                writer.write(data)
+                self._write(data)
             else:
                 # End of stream: the server side of a WebSocket closes TCP first.
                 self._finish()
@@ -336,4 +553,15 @@ class WebSocketTransport:
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None
-        self._writer.close()
+        self._frames = self._inbound = None
+        if self._backlog is not None or self.congested:
+            self._abort()  # what is still waiting would keep the connection (and memory)
+        elif self._closer is not None:
+            self._closer()
+        else:
+            self._writer.close()
+
+    def _abort(self) -> None:
+        self._backlog = None
+        self._backlog_bytes = 0
+        self._writer.abort()

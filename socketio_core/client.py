@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -10,8 +11,6 @@ from engineio_core import OutgoingPacket, Session
 from .packet import Packet, PacketType, ProtocolError
 
 if TYPE_CHECKING:
-    import asyncio
-
     from .server import Server
     from .socket import Socket
 
@@ -23,16 +22,32 @@ _CONNECT = PacketType.CONNECT
 _DISCONNECT = PacketType.DISCONNECT
 _CONNECT_ERROR = PacketType.CONNECT_ERROR
 
-__all__ = ["Client"]
+__all__ = ["MAX_CONNECT_REFUSALS", "Client"]
+
+#: A connection whose CONNECT packets were refused this many times is closed: a client
+#: retries a refused namespace at most a few times, an attacker thousands.
+MAX_CONNECT_REFUSALS = 10
 
 
 class Client:
-    __slots__ = ("_connect_timer", "decoder", "nsps", "server", "session")
+    __slots__ = (
+        "_attachment_timer",
+        "_connect_timer",
+        "_handlers_in_flight",
+        "_refusals",
+        "decoder",
+        "nsps",
+        "server",
+        "session",
+    )
 
     def __init__(self, server: Server, session: Session) -> None:
         self.server = server
         self.session = session
         self.decoder = server.parser.decoder()
+        self._handlers_in_flight = 0
+        self._refusals = 0
+        self._attachment_timer: asyncio.TimerHandle | None = None
         #: Namespace name -> the socket this client has in it.
         self.nsps: dict[str, Socket] = {}
         self._connect_timer: asyncio.TimerHandle | None = server.engine.loop.call_later(
@@ -55,7 +70,61 @@ class Client:
             self.close("parse error")
             return
         if packet is not None:
+            if self._attachment_timer is not None:
+                self._attachment_timer.cancel()
+                self._attachment_timer = None
             self._on_packet(packet)
+        elif self._attachment_timer is None:
+            # Half a packet: its attachments must follow in bounded time, else the
+            # buffers received so far would be held for the life of the connection.
+            self._attachment_timer = self.server.engine.loop.call_later(
+                self.server.attachment_timeout, self._on_attachment_timeout
+            )
+
+    def _on_attachment_timeout(self) -> None:
+        self._attachment_timer = None
+        if not self.is_open:
+            return
+        if self.session.reading_paused:
+            # The attachments may be among the bytes we are not reading: wait more.
+            self._attachment_timer = self.server.engine.loop.call_later(
+                self.server.attachment_timeout, self._on_attachment_timeout
+            )
+            return
+        logger.debug("session %s: attachments did not arrive in time", self.session.sid)
+        self.close("parse error")
+
+    # ------------------------------------------------------------------ handler tasks
+
+    def spawn_handler(self, awaitable: Any) -> None:
+        """Run the coroutine of a handler of this client's packets, counted.
+
+        At ``server.max_concurrent_handlers`` in flight the session stops reading from
+        the client (TCP, or the POST's answer, slows it down); it reads again once half
+        of them finished. One client cannot make the server hold unbounded tasks.
+        """
+        task = self.server.engine.spawn(awaitable)
+        limit = self.server.max_concurrent_handlers
+        if limit is None:
+            return
+        self._handlers_in_flight += 1
+        if self._handlers_in_flight >= limit:
+            self.session.pause_reading()
+        task.add_done_callback(self._handler_done)
+
+    def _handler_done(self, _task: asyncio.Task[Any]) -> None:
+        self._handlers_in_flight -= 1
+        limit = self.server.max_concurrent_handlers
+        if limit is not None and self._handlers_in_flight <= limit // 2:
+            self.session.resume_reading()
+
+    def on_connect_refused(self) -> None:
+        """A CONNECT of this client was refused (middleware, unknown namespace)."""
+        self._refusals += 1
+        if self._refusals >= MAX_CONNECT_REFUSALS and self.is_open:
+            logger.debug("session %s: %d refused CONNECTs, closing",
+                          self.session.sid, self._refusals)
+            self.close("forced close")
 
     def _on_packet(self, packet: Packet) -> None:
         socket = self.nsps.get(packet.nsp)
@@ -84,7 +153,7 @@ class Client:
         if not server._parent_nsps:
             self._invalid_namespace(name)
             return
-        server.engine.spawn(self._connect_dynamic(name, auth))
+        self.spawn_handler(self._connect_dynamic(name, auth))
 
     async def _connect_dynamic(self, name: str, auth: dict[str, Any]) -> None:
         nsp = await self.server._match_dynamic(name, auth)
@@ -99,6 +168,7 @@ class Client:
         self.write_packet(
             Packet(_CONNECT_ERROR, {"message": "Invalid namespace"}, name), False
         )
+        self.on_connect_refused()
 
     def _add(self, socket: Socket) -> None:
         self.nsps[socket.nsp.name] = socket
@@ -142,6 +212,9 @@ class Client:
         if self._connect_timer is not None:
             self._connect_timer.cancel()
             self._connect_timer = None
+        if self._attachment_timer is not None:
+            self._attachment_timer.cancel()
+            self._attachment_timer = None
         for socket in list(self.nsps.values()):
             socket._on_close(reason)
         self.nsps.clear()

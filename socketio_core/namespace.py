@@ -78,7 +78,7 @@ class Namespace:
         recovery = self.server.recovery
         pid, offset = auth.get("pid"), auth.get("offset")
         if recovery is not None and isinstance(pid, str) and isinstance(offset, str):
-            self.server.engine.spawn(self._add_recovering(client, auth, pid, offset))
+            client.spawn_handler(self._add_recovering(client, auth, pid, offset))
             return
         self._run_middlewares(client, Socket(self, client, auth))
 
@@ -114,7 +114,7 @@ class Namespace:
                 self._refuse(client, exc)
                 return
             if inspect.isawaitable(result):
-                self.server.engine.spawn(
+                client.spawn_handler(
                     self._finish_middlewares(client, socket, result, middlewares[index + 1:],
                                              rooms, missed)
                 )
@@ -152,6 +152,7 @@ class Namespace:
             logger.error("connection middleware failed", exc_info=exc)
             data = {"message": "Server error"}
         client.write_packet(Packet(PacketType.CONNECT_ERROR, data, self.name), False)
+        client.on_connect_refused()
 
     def _do_connect(
         self,

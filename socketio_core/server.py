@@ -54,6 +54,8 @@ class Server:
         parser: Parser | None = None,
         adapter: AdapterFactory = InMemoryAdapter,
         connection_state_recovery: RecoveryOptions | bool | None = None,
+        max_concurrent_handlers: int | None = 16,
+        attachment_timeout: float = 30.0,
         **engine_options: Any,
     ) -> None:
         if engine is None:
@@ -62,6 +64,13 @@ class Server:
             raise TypeError("with engine=..., give path and engine options to the EngineServer")
         self.engine = engine
         self.connect_timeout = connect_timeout
+        #: Handler coroutines in flight per connection before it is read no more (None:
+        #: no bound). See ``Client.spawn_handler``.
+        if max_concurrent_handlers is not None and max_concurrent_handlers < 1:
+            raise ValueError("max_concurrent_handlers must be at least 1 (or None)")
+        self.max_concurrent_handlers = max_concurrent_handlers
+        #: Time for the binary attachments of a packet to arrive after its text part.
+        self.attachment_timeout = attachment_timeout
         self.parser: Parser = parser or JsonParser()
         self.adapter_factory = adapter
         if connection_state_recovery is True:

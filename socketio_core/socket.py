@@ -411,13 +411,22 @@ class Socket:
         if self._any is not None:
             for handler in list(self._any):
                 if wants_ack(handler):
-                    self.server.engine.call_handler(partial(handler, ack=ack), *args)
+                    self._call_catch_all(partial(handler, ack=ack), args)
                 else:
-                    self.server.engine.call_handler(handler, *args)
+                    self._call_catch_all(handler, args)
         if self._middlewares is None:
             self._dispatch(args, ack)
         else:
             self._run_middlewares(args, ack)
+
+    def _call_catch_all(self, handler: Handler, args: list[Any]) -> None:
+        try:
+            result = handler(*args)
+        except Exception:
+            logger.exception("error in catch-all handler %r", handler)
+            return
+        if is_awaitable(result):
+            self.client.spawn_handler(self._await_handler(result, None))
 
     def _run_middlewares(self, args: list[Any], ack: Ack | None) -> None:
         middlewares = list(self._middlewares or ())
@@ -428,7 +437,7 @@ class Socket:
                 self._emit_reserved("error", exc)
                 return
             if inspect.isawaitable(result):
-                self.server.engine.spawn(
+                self.client.spawn_handler(
                     self._finish_middlewares(result, middlewares[index + 1:], args, ack)
                 )
                 return
@@ -471,7 +480,7 @@ class Socket:
             logger.exception("error in handler for %r", handler)
             return
         if is_awaitable(result):
-            self.server.engine.spawn(self._await_handler(result, None if explicit else ack))
+            self.client.spawn_handler(self._await_handler(result, None if explicit else ack))
         elif ack is not None and not explicit:
             ack.send_result(result)
 

@@ -54,6 +54,14 @@ class FakeTransport:
         self.discarded = False
         self.buffered = 0
         self.congested = False
+        self.congested_since = 0.0
+        self.reading_paused = False
+
+    def pause_reading(self) -> None:
+        self.reading_paused = True
+
+    def resume_reading(self) -> None:
+        self.reading_paused = False
 
     def send_one(self, packet: OutgoingPacket) -> None:
         self.send([packet])
