@@ -64,7 +64,7 @@ def test_dev_mode_flag() -> None:
 
 
 def test_dev_mode_with_a_key_is_refused() -> None:
-    with pytest.raises(ConfigError, match="DEV_MODE.*JWT_SECRET"):
+    with pytest.raises(ConfigError, match=r"DEV_MODE.*JWT_SECRET"):
         load_config([], {"DEV_MODE": "1", "JWT_SECRET": SECRET})
 
 
@@ -230,7 +230,7 @@ async def test_refused_handshakes_are_logged_in_aggregate(
     caplog.set_level(logging.DEBUG)
     refusals = memory_gw.app.metrics.refusals
     refusals.interval = 60.0  # the test flushes by hand, nothing lands in between
-    packets = ['40{"token":"not-a-jwt-%d"}' % i for i in range(200)]
+    packets = [f'40{{"token":"not-a-jwt-{i}"}}' for i in range(200)]
     packets += ["40{}"] * 5
     await polling_connect_flood(memory_gw.url, packets)
 
