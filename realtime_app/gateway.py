@@ -327,8 +327,8 @@ class Gateway:
         token, so a token accepted at connect is never cut before it is "expired".
         """
         self._disarm_token_expiry(socket)
-        if expires_at is None:
-            return
+        if expires_at is None or not socket.connected:
+            return  # gone while a refresh-token waited: its disconnect handler already ran
         loop = asyncio.get_running_loop()
         delay = max(0.0, expires_at + self.auth.leeway - time.time())
         socket.data["_expiryTimer"] = loop.call_at(loop.time() + delay,
