@@ -51,12 +51,22 @@ class GatewayApp:
         logger.info("gateway listening on http://%s:%d (%s store%s)", self.config.host,
                     self.port, "redis" if self.config.redis_url else "memory",
                     ", development mode" if self.config.dev_mode else "")
+        if self.config.dev_mode:
+            # How to get a token, not the generated secret: the logs may be read by others.
+            host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
+            logger.warning(
+                "development mode (DEV_MODE=1): tokens are signed with a secret generated for "
+                "this process and any local client can get one for any user: curl -s -X POST "
+                "http://%s:%d/api/dev/token -H 'Content-Type: application/json' "
+                "-d '{\"userId\": \"alice\"}'. Do not use this in production.",
+                host, self.port)
 
     @property
     def port(self) -> int:
         return self.io.port
 
     async def stop(self) -> None:
+        self.metrics.refusals.flush()  # the last interval's refusals are not lost
         await self.gateway.stop()
         await self.io.stop()
         await self.store.close()

@@ -27,6 +27,8 @@ class AuthError(Exception):
 class Identity:
     user_id: str
     username: str
+    #: The token's ``exp`` (Unix seconds): the socket is disconnected then (plus leeway).
+    expires_at: float | None = None
 
 
 def extract_token(auth: Any, headers: dict[str, str]) -> str | None:
@@ -51,16 +53,15 @@ class Authenticator:
         self.issuer = config.jwt_issuer
         self.leeway = config.jwt_leeway
         if config.dev_mode:
+            # Never logged: whoever reads the logs could sign tokens for any user. The app
+            # logs how to get a token from POST /api/dev/token instead.
             self._key: str = secrets.token_urlsafe(48)
             self.algorithms = ["HS256"]
-            logger.warning(
-                "development mode: no JWT_SECRET or JWT_PUBLIC_KEY_FILE set; tokens are signed "
-                "with the secret %s generated for this process (HS256) and POST "
-                "/api/dev/token is enabled on loopback. Do not use this in production.",
-                self._key,
-            )
-        else:
+        elif config.jwt_secret or config.jwt_public_key:
             self._key = config.jwt_secret or config.jwt_public_key or ""
+        else:
+            # An empty HMAC key would accept tokens anyone can sign.
+            raise ValueError("no JWT key configured and development mode is off")
         self.dev_mode = config.dev_mode
 
     def verify(self, token: str) -> Identity:
@@ -85,7 +86,7 @@ class Authenticator:
         username = claims.get("username")
         if not isinstance(username, str) or not username:
             username = user_id
-        return Identity(user_id, username[:128])
+        return Identity(user_id, username[:128], float(claims["exp"]))
 
     def mint_dev_token(self, user_id: str, username: str, ttl: float = 12 * 3600) -> str:
         """A token for development mode only."""

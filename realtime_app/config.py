@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,11 +52,12 @@ class Config:
     anomaly_connections_per_minute: int = 1000
     anomaly_messages_per_minute: int = 10000
     web_dir: str | None = None
-
-    @property
-    def dev_mode(self) -> bool:
-        """No JWT key configured: a generated secret and the dev token endpoint."""
-        return self.jwt_secret is None and self.jwt_public_key is None
+    #: Asked for explicitly (DEV_MODE=1): a generated secret and the dev token endpoint.
+    dev_mode: bool = False
+    #: Sockets one user may have open on this process; 0 means no limit.
+    max_sockets_per_user: int = 10
+    #: When set, GET /metrics needs ``Authorization: Bearer <metrics_token>``.
+    metrics_token: str | None = None
 
     def rate_limit(self, event: str) -> int:
         return self.rate_limits.get(event, self.rate_limits["default"])
@@ -91,7 +93,15 @@ _SETTINGS: list[tuple[str, str, str]] = [
     ("--anomaly-connections", "ANOMALY_CONNECTIONS_PER_MINUTE", "warn above (1000)"),
     ("--anomaly-messages", "ANOMALY_MESSAGES_PER_MINUTE", "warn above (10000)"),
     ("--web-dir", "WEB_DIR", "folder with node_modules for the page (default ./web)"),
+    ("--dev-mode", "DEV_MODE", "development mode: generated secret, POST /api/dev/token "
+     "(loopback HOST only)"),
+    ("--jwt-leeway", "JWT_LEEWAY", "seconds of clock skew allowed on exp/nbf (30)"),
+    ("--max-sockets-per-user", "MAX_SOCKETS_PER_USER", "per user and process, 0 = no limit (10)"),
+    ("--metrics-token", "METRICS_TOKEN", "bearer token required by GET /metrics"),
 ]
+
+#: Flags that take no value: given means "1".
+_SWITCHES = frozenset({"--dev-mode"})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -101,7 +111,11 @@ def _parser() -> argparse.ArgumentParser:
         "notifications and music sync. Every flag has an environment variable.",
     )
     for flag, env, help_text in _SETTINGS:
-        parser.add_argument(flag, dest=env, help=f"{help_text} [env {env}]")
+        if flag in _SWITCHES:
+            parser.add_argument(flag, dest=env, action="store_const", const="1",
+                                help=f"{help_text} [env {env}=1]")
+        else:
+            parser.add_argument(flag, dest=env, help=f"{help_text} [env {env}]")
     return parser
 
 
@@ -127,6 +141,39 @@ def _bool(name: str, value: str) -> bool:
 
 def _list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_auth_mode(values: dict[str, object]) -> None:
+    """Development mode only when asked, and never reachable from another machine.
+
+    It used to be the silent fallback without a key: behind a reverse proxy on the same
+    machine every client looks like loopback and could mint a token for any user.
+    """
+    has_key = "jwt_secret" in values or "jwt_public_key" in values
+    if values.get("dev_mode"):
+        if has_key:
+            raise ConfigError(
+                "DEV_MODE=1 cannot be combined with JWT_SECRET or JWT_PUBLIC_KEY_FILE: "
+                "development mode signs tokens with a secret generated at start")
+        host = str(values.get("host", Config.host))
+        if not _is_loopback_host(host):
+            raise ConfigError(
+                f"DEV_MODE=1 needs a loopback HOST (127.0.0.1, ::1 or localhost), got "
+                f"{host!r}: development mode lets any client mint a token for any user. "
+                "Set JWT_SECRET or JWT_PUBLIC_KEY_FILE to listen on other interfaces")
+    elif not has_key:
+        raise ConfigError(
+            "no JWT key: set JWT_SECRET (HS256...) or JWT_PUBLIC_KEY_FILE (RS256, ES256...); "
+            "for local development only, set DEV_MODE=1 (--dev-mode; scripts/run does)")
 
 
 def _check_public_key(pem: str, algorithms: tuple[str, ...]) -> None:
@@ -254,4 +301,16 @@ def load_config(
         values["anomaly_connections_per_minute"] = _int("ANOMALY_CONNECTIONS_PER_MINUTE", v, 1)
     if (v := given("ANOMALY_MESSAGES_PER_MINUTE")) is not None:
         values["anomaly_messages_per_minute"] = _int("ANOMALY_MESSAGES_PER_MINUTE", v, 1)
+    if (v := given("DEV_MODE")) is not None:
+        values["dev_mode"] = _bool("DEV_MODE", v)
+    if (v := given("JWT_LEEWAY")) is not None:
+        values["jwt_leeway"] = float(_int("JWT_LEEWAY", v, 0, 3600))
+    if (v := given("MAX_SOCKETS_PER_USER")) is not None:
+        values["max_sockets_per_user"] = _int("MAX_SOCKETS_PER_USER", v, 0, 100_000)
+    if (v := given("METRICS_TOKEN")) is not None:
+        if len(v) < 16:
+            raise ConfigError("METRICS_TOKEN must be at least 16 characters")
+        values["metrics_token"] = v
+    # Last, so that a wrong value of any other variable is reported by name first.
+    _check_auth_mode(values)
     return Config(**values)  # type: ignore[arg-type]

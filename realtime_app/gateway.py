@@ -14,7 +14,7 @@ from typing import Any
 
 from socketio_core import ConnectRefused, Server, Socket
 
-from .auth import Authenticator, AuthError, extract_token
+from .auth import MAX_TOKEN_LENGTH, Authenticator, AuthError, extract_token
 from .config import Config
 from .metrics import Metrics
 from .store import Store, StoreUnavailable
@@ -66,6 +66,12 @@ def _text(payload: dict[str, Any], name: str, *, maximum: int, required: bool = 
     if len(value) > maximum:
         raise Refusal(f"{name} is too long (max {maximum} characters)")
     return value
+
+
+def _token(payload: Any) -> str:
+    token = _text(_object(payload), "token", maximum=MAX_TOKEN_LENGTH)
+    assert token is not None
+    return token
 
 
 def _room(payload: Any) -> str:
@@ -131,23 +137,35 @@ class Gateway:
     # ------------------------------------------------------------------ handshake
 
     def _authenticate(self, socket: Socket) -> None:
+        # Refusals are counted and logged in aggregate (Metrics.refused_handshake): one
+        # POST can carry thousands of CONNECT packets, a log line each would be a flood.
         handshake = socket.handshake
         token = extract_token(handshake.auth, handshake.headers)
         if token is None:
-            self.metrics.inc("realtime_rejections_total", reason="missing_token")
+            self.metrics.refused_handshake("missing_token", handshake.address)
             raise ConnectRefused("Authentication failed", {"code": "UNAUTHORIZED"})
         try:
             identity = self.auth.verify(token)
         except AuthError as exc:
-            self.metrics.inc("realtime_rejections_total", reason="invalid_token")
-            logger.info("handshake refused from %s: %s", handshake.address, exc)
+            self.metrics.refused_handshake("invalid_token", handshake.address)
+            logger.debug("handshake refused from %s: %s", handshake.address, exc)
             raise ConnectRefused("Authentication failed", {"code": "UNAUTHORIZED"}) from None
+        # The cap counts this process's sockets of the user: its user room holds them all.
+        # Middleware and connection handler run in one go, so two CONNECTs cannot both
+        # pass the check before either joined the room.
+        cap = self.config.max_sockets_per_user
+        if cap and len(self.io.sockets.adapter.rooms.get(user_room(identity.user_id), ())) >= cap:
+            self.metrics.refused_handshake("too_many_connections", handshake.address)
+            raise ConnectRefused("Too many connections", {"code": "TOO_MANY_CONNECTIONS"})
         socket.data["userId"] = identity.user_id
         socket.data["username"] = identity.username
+        socket.data["tokenExpiresAt"] = identity.expires_at
 
     def _on_connection(self, socket: Socket) -> None:
         user_id: str = socket.data["userId"]
         socket.join(user_room(user_id))
+        self._arm_token_expiry(socket, socket.data.get("tokenExpiresAt"))
+        socket.on("disconnect", lambda reason: self._disarm_token_expiry(socket))
         self.metrics.inc("realtime_connections_total")
         socket.emit("connected", {"message": "Connected successfully", "userId": user_id,
                                   "socketId": socket.id})
@@ -161,6 +179,7 @@ class Gateway:
             "leave-room": (_room, self._leave_room),
             "private-message": (self._validate_message, self._private_message),
             "music-sync": (self._validate_music, self._music_sync),
+            "refresh-token": (_token, self._refresh_token),
         }
         for event, (validate, handle) in events.items():
             socket.on(event, self._event_handler(socket, event, validate, handle))
@@ -298,6 +317,51 @@ class Gateway:
                 self._refuse(socket, str(event)[:128], ack, "Unknown event")
 
         self.io.engine.spawn(refuse())
+
+    # ------------------------------------------------------------------ token expiry
+
+    def _arm_token_expiry(self, socket: Socket, expires_at: float | None) -> None:
+        """Disconnect the socket when its token expires (one timer per socket).
+
+        At ``exp`` plus JWT_LEEWAY: the moment the handshake would start refusing the
+        token, so a token accepted at connect is never cut before it is "expired".
+        """
+        self._disarm_token_expiry(socket)
+        if expires_at is None or not socket.connected:
+            return  # gone while a refresh-token waited: its disconnect handler already ran
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, expires_at + self.auth.leeway - time.time())
+        socket.data["_expiryTimer"] = loop.call_at(loop.time() + delay,
+                                                   self._token_expired, socket)
+
+    def _disarm_token_expiry(self, socket: Socket) -> None:
+        timer = socket.data.pop("_expiryTimer", None)
+        if timer is not None:
+            timer.cancel()
+
+    def _token_expired(self, socket: Socket) -> None:
+        socket.data.pop("_expiryTimer", None)
+        if not socket.connected:
+            return
+        self.metrics.inc("realtime_token_expirations_total")
+        # The reason first, then the DISCONNECT: the page shows it; the client does not
+        # reconnect by itself after a server disconnect.
+        socket.emit("token-expired", {"code": "TOKEN_EXPIRED",
+                                      "message": "Session expired: sign in again"})
+        socket.disconnect()
+
+    async def _refresh_token(self, socket: Socket, token: str) -> dict[str, Any]:
+        try:
+            identity = self.auth.verify(token)
+        except AuthError as exc:
+            logger.debug("refresh-token refused for %s: %s", socket.data["userId"], exc)
+            raise Refusal("Invalid token", "invalid_refresh_token") from None
+        if identity.user_id != socket.data["userId"]:
+            raise Refusal("The token is for another user", "refresh_other_user")
+        socket.data["username"] = identity.username
+        socket.data["tokenExpiresAt"] = identity.expires_at
+        self._arm_token_expiry(socket, identity.expires_at)
+        return {"exp": None if identity.expires_at is None else int(identity.expires_at)}
 
     # ------------------------------------------------------------------ rooms
 

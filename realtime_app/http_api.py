@@ -29,6 +29,26 @@ MAX_RECIPIENTS = 10_000
 
 Handler = Callable[[Request, "dict[str, str]"], Awaitable[HttpResponse]]
 
+#: The page's policy. 'unsafe-eval': the page's templates are in the HTML and Vue's
+#: in-browser compiler turns them into functions with ``new Function`` (no build step).
+#: Everything else is this origin only; 'self' covers ws:/wss: to it (CSP level 3).
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self' 'unsafe-eval'; style-src 'self'; "
+    "img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+#: Every other answer (JSON, scripts, metrics) is never a document.
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+#: On every response of the gateway's HTTP handler (not the engine's /socket.io/ answers).
+SECURITY_HEADERS = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+]
+#: Headers a reverse proxy adds: a request carrying one did not come from this machine's
+#: user directly, whatever its peer address.
+FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip")
+
 
 class HttpError(Exception):
     def __init__(self, status: int, message: str) -> None:
@@ -49,6 +69,31 @@ def _is_loopback(request: Request) -> bool:
         return False
     try:
         return ipaddress.ip_address(request.remote_address[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_loopback_host_header(value: str | None) -> bool:
+    """``Host`` names this machine: localhost, 127.x.y.z or [::1], with an optional port.
+
+    A page of another site that reaches a loopback port through DNS rebinding sends its
+    own name here, as does a reverse proxy that passes the public name on.
+    """
+    if not value:
+        return False
+    value = value.strip().lower()
+    if value.startswith("["):
+        host, bracket, rest = value[1:].partition("]")
+        if not bracket or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return False
+    else:
+        host, colon, port = value.partition(":")
+        if colon and not port.isdigit():
+            return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
 
@@ -91,15 +136,27 @@ class HttpApi:
         if request.method == "OPTIONS":
             headers = self.cors.preflight_headers(
                 request.origin, request.headers.get("access-control-request-headers"))
-            return HttpResponse(204, [*headers, ("Content-Length", "0")], b"")
+            response = HttpResponse(204, [*headers, ("Content-Length", "0")], b"")
+            response.headers.extend(SECURITY_HEADERS)
+            return response
         try:
             response = await self._route(request)
         except HttpError as exc:
             response = json_response(exc.status, {"error": exc.message})
+            if exc.status == 401:
+                response.headers.append(("WWW-Authenticate", "Bearer"))
         except StoreUnavailable as exc:
             logger.warning("store unavailable for %s %s: %s", request.method, request.path, exc)
             response = json_response(503, {"error": "Service temporarily unavailable"})
         response.headers.extend(cors_headers)
+        response.headers.extend(SECURITY_HEADERS)
+        if not any(name == "Content-Security-Policy" for name, _ in response.headers):
+            response.headers.append(("Content-Security-Policy", API_CSP))
+        if request.method == "HEAD":
+            # The GET answer's headers, its length, no body (a body would break the framing).
+            if not any(name.lower() == "content-length" for name, _ in response.headers):
+                response.headers.append(("Content-Length", str(len(response.body))))
+            response.body = b""
         return response
 
     async def _route(self, request: Request) -> HttpResponse:
@@ -109,7 +166,7 @@ class HttpApi:
             match = pattern.match(path)
             if match is None:
                 continue
-            if method != request.method:
+            if method != request.method and not (method == "GET" and request.method == "HEAD"):
                 allowed.append(method)
                 continue
             if needs_key:
@@ -154,7 +211,10 @@ class HttpApi:
             raise HttpError(404, "Not found") from None
         kind = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
                 ".html": "text/html; charset=utf-8"}[file.suffix]
-        return HttpResponse(200, [("Content-Type", kind), ("Cache-Control", "no-cache")], data)
+        headers = [("Content-Type", kind), ("Cache-Control", "no-cache")]
+        if file.suffix == ".html":
+            headers.append(("Content-Security-Policy", PAGE_CSP))
+        return HttpResponse(200, headers, data)
 
     # ------------------------------------------------------------------ health
 
@@ -167,6 +227,14 @@ class HttpApi:
         return json_response(503, {"status": "unavailable", "error": "store unreachable"})
 
     async def metrics(self, request: Request, params: dict[str, str]) -> HttpResponse:
+        expected = self.config.metrics_token
+        if expected is not None:
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            # compare_digest: the time taken does not tell how much of the token matched.
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                    given.strip().encode(), expected.encode()):
+                raise HttpError(401, "Missing or invalid metrics token "
+                                "(Authorization: Bearer <METRICS_TOKEN>)")
         body = self.gateway.metrics.render().encode()
         return HttpResponse(200, [("Content-Type", "text/plain; version=0.0.4")], body)
 
@@ -232,7 +300,9 @@ class HttpApi:
     async def dev_token(self, request: Request, params: dict[str, str]) -> HttpResponse:
         if not self.auth.dev_mode:
             raise HttpError(404, "Not found")
-        if not _is_loopback(request):
+        if (not _is_loopback(request)
+                or not _is_loopback_host_header(request.headers.get("host"))
+                or any(name in request.headers for name in FORWARDING_HEADERS)):
             raise HttpError(403, "The development token endpoint answers loopback only")
         body = self._json_body(request)
         user_id = body.get("userId")

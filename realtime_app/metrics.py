@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+import asyncio
+import logging
+from collections import Counter, defaultdict
 from collections.abc import Callable
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "RefusalLog"]
+
+logger = logging.getLogger(__name__)
 
 _HELP = {
     "realtime_connections_total": ("counter", "Socket.IO connections accepted"),
@@ -18,6 +22,8 @@ _HELP = {
         "counter", "Stored messages dropped because an inbox was full"),
     "realtime_broadcast_deliveries_total": ("counter", "Packets delivered by broadcasts"),
     "realtime_store_errors_total": ("counter", "Operations that failed on the store"),
+    "realtime_token_expirations_total": (
+        "counter", "Sockets disconnected because their token expired"),
 }
 
 
@@ -25,10 +31,58 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+class RefusalLog:
+    """Refused handshakes, logged in aggregate: at most one line per ``interval`` seconds.
+
+    One polling POST can carry thousands of CONNECT packets with bad tokens; a line for
+    each would let anyone flood the logs. Memory stays bounded: at most
+    ``max_addresses`` distinct addresses are remembered per interval.
+    """
+
+    def __init__(self, interval: float = 10.0, max_addresses: int = 10_000) -> None:
+        self.interval = interval
+        self.max_addresses = max_addresses
+        self._reasons: Counter[str] = Counter()
+        self._addresses: set[str] = set()
+        self._more_addresses = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, reason: str, address: str) -> None:
+        self._reasons[reason] += 1
+        if len(self._addresses) < self.max_addresses:
+            self._addresses.add(address)
+        elif address not in self._addresses:
+            self._more_addresses = True
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.interval, self.flush)
+
+    def flush(self) -> None:
+        """Log what was counted since the last line (and stop the timer)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        total = sum(self._reasons.values())
+        if total:
+            reasons = ", ".join(f"{r}: {n}" for r, n in sorted(self._reasons.items()))
+            more = "+" if self._more_addresses else ""
+            logger.info("refused %d handshake%s (%s) from %d%s address%s", total,
+                        "" if total == 1 else "s", reasons, len(self._addresses), more,
+                        "" if len(self._addresses) == 1 and not more else "es")
+        self._reasons.clear()
+        self._addresses.clear()
+        self._more_addresses = False
+
+
 class Metrics:
     def __init__(self) -> None:
         self._counters: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(dict)
         self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+        self.refusals = RefusalLog()
+
+    def refused_handshake(self, reason: str, address: str) -> None:
+        """Count a refused CONNECT (by reason) for /metrics and the aggregate log line."""
+        self.inc("realtime_rejections_total", reason=reason)
+        self.refusals.add(reason, address)
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
         key = tuple(sorted(labels.items()))

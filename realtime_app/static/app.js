@@ -1,6 +1,8 @@
 // The gateway's page: the seed's RealtimeNotifications component, without a build step.
-import { createApp, ref, reactive, computed } from "vue";
-import { io } from "socket.io-client";
+// Imported by path, not through an inline import map: the page's Content-Security-Policy
+// allows scripts of this origin only (no inline script).
+import { createApp, ref, reactive, computed } from "/vendor/vue.js";
+import { io } from "/vendor/socket.io.js";
 
 createApp({
   setup() {
@@ -64,7 +66,20 @@ createApp({
         transport.value = s.io.engine.transport.name;
         s.io.engine.on("upgrade", (t) => { transport.value = t.name; });
       });
-      s.on("disconnect", () => { connected.value = false; });
+      // The gateway says why before it disconnects (token-expired); a disconnect by the
+      // server is final (the client does not reconnect): back to the sign-in form.
+      let endedBecause = null;
+      s.on("token-expired", (e) => { endedBecause = e.message || "Session expired"; });
+      s.on("disconnect", (reason) => {
+        connected.value = false;
+        if (reason === "io server disconnect") {
+          connectionError.value = endedBecause || "Disconnected by the server";
+          s.close();
+          socket.value = null;
+          rooms.splice(0);
+          onlineUsers.splice(0);
+        }
+      });
       s.on("connect_error", (err) => { connectionError.value = err.message; });
       s.on("connected", (data) => { userId.value = data.userId; });
       s.on("notification", (n) => notifications.push({ ...n, key: ++counter }));

@@ -274,14 +274,14 @@ def test_extract_token_prefers_auth_then_bearer_header() -> None:
 
 
 def test_dev_mode_mints_tokens_that_verify() -> None:
-    auth = Authenticator(load_config([], {}))
+    auth = Authenticator(load_config([], {"DEV_MODE": "1"}))
     assert auth.dev_mode
     token = auth.mint_dev_token("dev-user", "Dev")
     identity = auth.verify(token)
     assert (identity.user_id, identity.username) == ("dev-user", "Dev")
     # each process generates its own secret: another dev gateway refuses the token
     with pytest.raises(AuthError):
-        Authenticator(load_config([], {})).verify(token)
+        Authenticator(load_config([], {"DEV_MODE": "1"})).verify(token)
     # a token signed with any guessable secret is refused
     with pytest.raises(AuthError):
         auth.verify(make_token("dev-user", secret=SECRET))

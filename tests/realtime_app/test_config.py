@@ -22,7 +22,7 @@ ALL_VARS = (
     "DEBUG_EVENTS", "RATE_LIMIT_PRIVATE_MESSAGE", "RATE_LIMIT_MUSIC_SYNC",
     "RATE_LIMIT_JOIN_ROOM", "RATE_LIMIT_DEFAULT", "MAX_ROOMS_PER_SOCKET", "BANNED_WORDS",
     "MAX_STORED_MESSAGES", "ANOMALY_CONNECTIONS_PER_MINUTE", "ANOMALY_MESSAGES_PER_MINUTE",
-    "WEB_DIR",
+    "WEB_DIR", "DEV_MODE", "JWT_LEEWAY", "MAX_SOCKETS_PER_USER", "METRICS_TOKEN",
 )
 
 
@@ -48,9 +48,13 @@ def load(env: dict[str, str], argv: list[str] | None = None) -> Config:
 # ---------------------------------------------------------------------- good values
 
 
-def test_defaults_are_dev_mode_and_documented_values() -> None:
-    config = load({})
+def test_defaults_are_documented_values() -> None:
+    config = load({"DEV_MODE": "1"})
     assert config.dev_mode
+    assert config.host == "127.0.0.1"
+    assert config.jwt_leeway == 30.0
+    assert config.max_sockets_per_user == 10
+    assert config.metrics_token is None
     assert config.port == 3000
     assert config.jwt_algorithms == ("HS256",)
     assert config.frontend_urls == ("http://localhost:5188",)
@@ -76,7 +80,8 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
         "RATE_LIMIT_MUSIC_SYNC": "2", "RATE_LIMIT_JOIN_ROOM": "3", "RATE_LIMIT_DEFAULT": "4",
         "MAX_ROOMS_PER_SOCKET": "5", "BANNED_WORDS": " Foo , BAR,, ", "MAX_STORED_MESSAGES": "6",
         "ANOMALY_CONNECTIONS_PER_MINUTE": "7", "ANOMALY_MESSAGES_PER_MINUTE": "8",
-        "WEB_DIR": str(web),
+        "WEB_DIR": str(web), "JWT_LEEWAY": "5", "MAX_SOCKETS_PER_USER": "3",
+        "METRICS_TOKEN": "m" * 16, "DEV_MODE": "0",
     }
     config = load(env)
     assert config.host == "0.0.0.0" and config.port == 0
@@ -98,6 +103,9 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert config.anomaly_connections_per_minute == 7
     assert config.anomaly_messages_per_minute == 8
     assert config.web_dir == str(web)
+    assert config.jwt_leeway == 5.0
+    assert config.max_sockets_per_user == 3
+    assert config.metrics_token == "m" * 16
 
 
 def test_flags_override_environment() -> None:
@@ -118,18 +126,18 @@ def test_bad_flag_value_is_validated_like_env() -> None:
 
 
 def test_empty_values_mean_unset() -> None:
-    config = load({"PORT": "", "JWT_SECRET": "", "REDIS_URL": ""})
+    config = load({"PORT": "", "JWT_SECRET": "", "REDIS_URL": "", "DEV_MODE": "1"})
     assert config.port == 3000 and config.dev_mode and config.redis_url is None
 
 
 @pytest.mark.parametrize("value", ["true", "1", "YES", "on"])
 def test_bool_true_spellings(value: str) -> None:
-    assert load({"DEBUG_EVENTS": value}).debug_events is True
+    assert load({"DEBUG_EVENTS": value, "JWT_SECRET": SECRET}).debug_events is True
 
 
 @pytest.mark.parametrize("value", ["false", "0", "No", "off"])
 def test_bool_false_spellings(value: str) -> None:
-    assert load({"DEBUG_EVENTS": value}).debug_events is False
+    assert load({"DEBUG_EVENTS": value, "JWT_SECRET": SECRET}).debug_events is False
 
 
 def test_rs256_and_es256_key_files(tmp_path: Path, rsa_pem: bytes, ec_pem: bytes) -> None:
@@ -170,6 +178,9 @@ BAD_VALUES = [
     ("MAX_STORED_MESSAGES", "lots"),
     ("ANOMALY_CONNECTIONS_PER_MINUTE", "0"), ("ANOMALY_CONNECTIONS_PER_MINUTE", "x"),
     ("ANOMALY_MESSAGES_PER_MINUTE", "0"), ("ANOMALY_MESSAGES_PER_MINUTE", "x"),
+    ("DEV_MODE", "maybe"), ("JWT_LEEWAY", "-1"), ("JWT_LEEWAY", "soon"),
+    ("MAX_SOCKETS_PER_USER", "-1"), ("MAX_SOCKETS_PER_USER", "x"),
+    ("METRICS_TOKEN", "short"),
 ]
 
 

@@ -327,7 +327,7 @@ async def test_cors_on_the_socketio_endpoint(memory_gw: Harness) -> None:
 
 
 async def dev_gateway(gateway_factory: GatewayFactory) -> Harness:
-    return await gateway_factory("memory", drop=("JWT_SECRET",))
+    return await gateway_factory("memory", {"DEV_MODE": "1"}, drop=("JWT_SECRET",))
 
 
 async def test_dev_token_in_dev_mode(gateway_factory: GatewayFactory) -> None:
@@ -360,17 +360,19 @@ async def test_dev_token_bad_input(body: dict[str, Any], gateway_factory: Gatewa
     assert status == 400
 
 
-def raw_request(address: str, body: dict[str, Any]) -> Request:
+def raw_request(
+    address: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Request:
+    sent = {"content-type": "application/json", "host": "127.0.0.1:3000", **(headers or {})}
     return Request(method="POST", url="/api/dev/token", path="/api/dev/token", query={},
-                   headers={"content-type": "application/json", "x-forwarded-for": "127.0.0.1",
-                            "x-real-ip": "127.0.0.1"},
-                   body=orjson.dumps(body), remote_address=(address, 40000))
+                   headers=sent, body=orjson.dumps(body), remote_address=(address, 40000))
 
 
 async def test_dev_token_loopback_only(gateway_factory: GatewayFactory) -> None:
     gw = await dev_gateway(gateway_factory)
     for address in ("192.0.2.7", "10.0.0.1", "::ffff:192.0.2.7", "2001:db8::1"):
-        response = await gw.app.api.handle(raw_request(address, {"userId": "u"}))
+        response = await gw.app.api.handle(raw_request(
+            address, {"userId": "u"}, {"x-forwarded-for": "127.0.0.1", "x-real-ip": "127.0.0.1"}))
         assert response.status == 403, address
         assert b"token" not in response.body or b"loopback" in response.body
     for address in ("127.0.0.1", "127.5.5.5", "::1"):

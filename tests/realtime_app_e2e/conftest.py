@@ -82,8 +82,12 @@ class GatewayProcess:
     def start(self) -> GatewayProcess:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("JWT_", "API_KEY", "RATE_LIMIT_", "REDIS_", "MAX_",
-                                    "FRONTEND_URL", "WEB_DIR", "BANNED_WORDS"))}
+                                    "FRONTEND_URL", "WEB_DIR", "BANNED_WORDS", "DEV_MODE",
+                                    "METRICS_TOKEN"))}
         env.update({"HOST": "127.0.0.1", "LOG_LEVEL": "INFO", **self.env})
+        if "JWT_SECRET" not in env and "JWT_PUBLIC_KEY_FILE" not in env:
+            # No key given: the test wants development mode, which must be asked for.
+            env.setdefault("DEV_MODE", "1")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "realtime_app", "--port", "0", *self.flags],
             cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
