@@ -7,9 +7,13 @@ Transport-agnostic: the raw asyncio HTTP server (``http.py``) and the ASGI adapt
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import gc
 import inspect
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -45,6 +49,26 @@ ERROR_MESSAGES = {
     FORBIDDEN: "Forbidden",
     UNSUPPORTED_PROTOCOL_VERSION: "Unsupported protocol version",
 }
+
+# Memory is reclaimed once this many sessions closed, RECLAIM_DELAY seconds after the
+# last of them, and at most once per RECLAIM_INTERVAL seconds.
+RECLAIM_AFTER_CLOSES = 1000
+RECLAIM_DELAY = 2.0
+RECLAIM_INTERVAL = 60.0
+
+
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``: returns freed heap pages to the system (Linux only)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        return ctypes.CDLL(name).malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
 
 _EVENTS = ("connection", "message", "close", "headers", "initial_headers", "connection_error")
 
@@ -151,6 +175,7 @@ class EngineServer:
         header_timeout: float = 10.0,
         keepalive_timeout: float = 5.0,
         http_handler: HttpHandler | None = None,
+        reclaim_memory: bool = True,
     ) -> None:
         for name in transports:
             if name not in ("polling", "websocket"):
@@ -169,6 +194,10 @@ class EngineServer:
         self.header_timeout = header_timeout
         self.keepalive_timeout = keepalive_timeout
         self.http_handler = http_handler
+        #: After many sessions closed, collect garbage and trim the heap once (see _reclaim).
+        self.reclaim_memory = reclaim_memory
+        self._closed_since_reclaim = 0
+        self._last_reclaim = -RECLAIM_INTERVAL
         upgrades = ("websocket",) if allow_upgrades and "websocket" in self.transports else ()
         self.session_config = SessionConfig(
             ping_interval=ping_interval,
@@ -487,6 +516,33 @@ class EngineServer:
     def _on_session_close(self, session: Session, reason: str) -> None:
         self.sessions.pop(session.sid, None)
         self._emit("close", session, reason)
+        if self.reclaim_memory:
+            self._closed_since_reclaim += 1
+            if self._closed_since_reclaim == RECLAIM_AFTER_CLOSES:
+                self.loop.call_later(RECLAIM_DELAY, self._reclaim)
+
+    def _reclaim(self) -> None:
+        """Give memory back to the system after a flood of disconnects.
+
+        Closed sessions are freed by reference counting, but what the system allocated
+        for them stays with the process: glibc keeps freed heap pages, and asyncio's own
+        transports are reference cycles that wait for a full collection. Both are done
+        here, at most once per ``RECLAIM_INTERVAL`` and only after many closes, because a
+        full collection holds the loop for a time that grows with the live heap.
+        """
+        now = self.loop.time()
+        wait = self._last_reclaim + RECLAIM_INTERVAL - now
+        if wait > 0:
+            self.loop.call_later(wait, self._reclaim)
+            return
+        self._last_reclaim = now
+        self._closed_since_reclaim = 0
+        started = time.perf_counter()
+        gc.collect()
+        if _malloc_trim is not None:
+            _malloc_trim(0)
+        logger.debug("reclaimed memory after disconnects in %.1f ms",
+                     (time.perf_counter() - started) * 1000)
 
     # ------------------------------------------------------------------ running
 

@@ -52,6 +52,8 @@ class Transport(Protocol):
     """What a session needs from a transport. Implemented by the I/O layer."""
 
     name: str
+    #: The session this transport carries (None once it is closed or discarded).
+    session: Session | None
     #: True when ``send`` would put bytes on the wire now (WebSocket open, or a pending
     #: long-polling GET), False when packets would have to wait in the session buffer.
     writable: bool
@@ -554,12 +556,21 @@ class Session:
             if timer is not None:
                 timer.cancel()
         self._ping_timer = self._pong_timer = None
-        if self.upgrade_candidate is not None:
+        candidate = self.upgrade_candidate
+        if candidate is not None:
             self._abort_upgrade()
+            candidate.session = None
         self.write_buffer = []
         self._buffered_bytes = 0
         if self.on_close is not None:
             self.on_close(self, reason)
+        # Break the reference cycles of a live session (session <-> transport, session ->
+        # the layer above -> session), so that a closed connection is freed at once by
+        # reference counting: after a flood of disconnects, memory comes back without
+        # waiting for (or paying for) a full garbage collection.
+        self.on_message = None
+        if self.transport.session is self:
+            self.transport.session = None
 
 
 def _ms(seconds: float) -> int:

@@ -384,9 +384,15 @@ class WebSocketTransport:
         self.writable = False
         self._frames = self._inbound = self._backlog = None
         if not self.closed:
-            self._protocol.receive_eof()
             self._on_closed(error=False)
         self.closed = True
+        # The frame parser is a generator whose frame refers to its Protocol, and a parse
+        # error keeps a traceback: reference cycles that would keep this connection's
+        # memory until a full garbage collection. Nothing is parsed any more: break them.
+        protocol = self._protocol
+        protocol.parser_exc = None
+        protocol.parser.close()
+        self._closer = None
 
     def _deliver(self, opcode: Opcode, payload: bytes) -> None:
         session = self.session

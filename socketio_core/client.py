@@ -218,6 +218,7 @@ class Client:
         for socket in list(self.nsps.values()):
             socket._on_close(reason)
         self.nsps.clear()
+        self.session.data = None  # session <-> client is a reference cycle: break it
 
     def close(self, reason: str = "forced close") -> None:
         """Close the connection. Sockets see ``forced server close`` unless it is a

@@ -380,6 +380,9 @@ class Socket:
             if isinstance(ack, _AckWaiter):
                 ack.fail()
         self._emit_reserved("disconnect", reason)
+        # Handlers are often closures over this socket (a reference cycle); no packet
+        # can reach them any more, so drop them and let the socket be freed at once.
+        self._handlers = self._any = self._any_outgoing = self._middlewares = None
 
     def _cleanup(self) -> None:
         self.adapter.delete_all(self.id)
