@@ -376,9 +376,11 @@ class HttpProtocol(asyncio.Protocol):
 
     def _bad_request(self, status: int) -> None:
         if self._conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            body = b"Bad Request" if status == 400 else b""
             request = self._request
+            # A HEAD answer has GET's headers (Content-Length too), never a body.
             head = request is not None and request.method == b"HEAD"
-            body = b"Bad Request" if status == 400 and not head else b""
+            body_sent = b"" if head else body
             try:
                 data = self._conn.send(
                     h11.Response(
@@ -388,7 +390,7 @@ class HttpProtocol(asyncio.Protocol):
                                  (b"Connection", b"close")],
                     )
                 )
-                data += self._conn.send(h11.Data(data=body)) if body else b""
+                data += self._conn.send(h11.Data(data=body_sent)) if body_sent else b""
                 data += self._conn.send(h11.EndOfMessage())
                 assert self._transport is not None
                 self._transport.write(data)

@@ -28,6 +28,7 @@ import pytest
 
 from engineio_core import CorsOptions, EngineServer, HttpResponse, Request
 from engineio_core.asgi import EngineASGIApp
+from engineio_core.cors import same_origin
 from engineio_core.http import LINGER_MAX_BYTES, HttpProtocol
 
 from .raw_support import (
@@ -271,6 +272,19 @@ async def test_idle_keepalive_and_silent_connections_are_not_counted(make_server
         assert (await idle.request("GET", "/d")).body == b"GET /d 0"
 
 
+async def test_count_released_when_a_counted_client_goes_away(make_server: Any) -> None:
+    server = await make_server(max_connections_in_head_per_address=2, http_handler=app)
+    for _ in range(3):  # more rounds than the cap: nothing may leak between them
+        conns = [await HttpConnection.open(server.port) for _ in range(2)]
+        for conn in conns:
+            await conn.send_raw(b"GET /gone HTTP/1.1\r\n")
+        await wait_until(lambda: in_progress(server) == 2)
+        for conn in conns:
+            await conn.close()
+        await wait_until(lambda: in_progress(server) == 0)
+    assert server._head_limiter is not None and server._head_limiter._by_address == {}
+
+
 # ------------------------------------------------------------------ HEAD (item 9)
 
 
@@ -406,6 +420,34 @@ async def test_allow_missing_origin_false(make_server: Any) -> None:
     # Browsers send no Origin on a same-origin GET, but do send Sec-Fetch-Site.
     assert await polling_status(server, None, **{"Sec-Fetch-Site": "same-origin"}) == 200
     assert await polling_status(server, None, **{"Sec-Fetch-Site": "cross-site"}) == 403
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "same"),
+    [
+        ("https://app.example", "app.example", True),
+        ("http://app.example:8080", "APP.example:8080", True),
+        ("https://app.example", "app.example:443", True),
+        ("https://app.example:8443", "app.example", False),
+        ("https://app.example.evil", "app.example", False),
+        ("null", "app.example", False),
+        ("https://app.example", None, False),
+    ],
+)
+def test_same_origin(origin: str, host: str | None, same: bool) -> None:
+    assert same_origin(origin, host) is same
+
+
+def test_named_origins() -> None:
+    assert not CorsOptions(origin="*").restricts_origins
+    assert not CorsOptions(origin=True).restricts_origins
+    assert not CorsOptions(origin=False).restricts_origins
+    fixed = CorsOptions(origin=GOOD)
+    assert fixed.restricts_origins and fixed.accepts_origin(GOOD)
+    assert not fixed.accepts_origin(GOOD + ".evil")
+    listed = CorsOptions(origin=[re.compile(r"\.good\.example$"), GOOD])
+    assert listed.accepts_origin("https://a.good.example") and listed.accepts_origin(GOOD)
+    assert not listed.accepts_origin(EVIL)
 
 
 class AsgiCall:
@@ -619,6 +661,47 @@ async def test_lingering_close_has_a_byte_budget() -> None:
         assert transport.aborted  # more than we read for anybody: reset after all
     finally:
         reader.connection_lost(None)  # type: ignore[attr-defined]
+
+
+async def test_refused_body_while_the_application_answers_and_peer_half_closes() -> None:
+    # The application answers later; the peer stops sending (half-close) before that:
+    # the connection stays open to write the answer, then closes without lingering.
+    release = asyncio.Event()
+
+    async def slow_app(request: Request) -> HttpResponse:
+        await release.wait()
+        return await app(request)
+
+    server = EngineServer(max_http_buffer_size=1000, http_handler=slow_app)
+    protocol = HttpProtocol(server)
+    transport = FakeTransport()
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+    protocol.data_received(build_request("POST", "/up", headers=[("Content-Length", "5000")]))
+    reader = transport.get_protocol()
+    assert reader is not protocol
+    reader.data_received(b"x" * 4000)  # type: ignore[attr-defined]
+    assert reader.eof_received() is True  # type: ignore[attr-defined]
+    release.set()
+    await wait_until(lambda: transport.closed)
+    assert transport.written.startswith(b"HTTP/1.1 413 ")
+    assert transport.written.endswith(b"too large") and not transport.eof_written
+    reader.connection_lost(None)  # type: ignore[attr-defined]
+    await server.stop()
+
+
+async def test_head_refused_mid_body_gets_headers_only() -> None:
+    server = EngineServer()
+    protocol = HttpProtocol(server)
+    transport = FakeTransport()
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+    protocol.data_received(
+        build_request("HEAD", "/x", headers=[("Transfer-Encoding", "chunked")]) + b"zz\r\n")
+    head, _, body = bytes(transport.written).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"Content-Length: 11" in head
+    assert body == b"" and transport.eof_written
+    transport.get_protocol().connection_lost(None)
 
 
 async def test_linger_close_on_a_websocket_connection(make_server: Any) -> None:
