@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["CorsOptions"]
+__all__ = ["CorsOptions", "same_origin"]
 
 OriginRule = bool | str | re.Pattern[str] | Sequence["str | re.Pattern[str]"] | Callable[
     [str | None], bool
@@ -43,6 +43,37 @@ class CorsOptions:
     exposed_headers: Sequence[str] = field(default_factory=tuple)
     max_age: int | None = None
 
+    @property
+    def restricts_origins(self) -> bool:
+        """True when ``origin`` names the allowed origins (a string other than ``"*"``, a
+        list, a regex or a callable); ``"*"``, ``True`` and ``False`` name none."""
+        rule = self.origin
+        return not (rule is True or rule is False or rule == "*")
+
+    def accepts_origin(self, request_origin: str) -> bool:
+        """Whether ``request_origin`` is one of the origins ``origin`` names.
+
+        Always True when no origins are named (see ``restricts_origins``)."""
+        rule = self.origin
+        if rule is True or rule is False or rule == "*":
+            return True
+        if isinstance(rule, str):
+            return request_origin == rule
+        return self._matches(rule, request_origin)
+
+    @staticmethod
+    def _matches(rule: OriginRule, request_origin: str) -> bool:
+        if isinstance(rule, re.Pattern):
+            return rule.search(request_origin) is not None
+        if callable(rule):
+            return bool(rule(request_origin))
+        assert not isinstance(rule, (str, bool))
+        return any(
+            (r.search(request_origin) is not None) if isinstance(r, re.Pattern)
+            else r == request_origin
+            for r in rule
+        )
+
     def allowed_origin(self, request_origin: str | None) -> tuple[str | None, bool]:
         """Return (value for Access-Control-Allow-Origin or None, add Vary: Origin)."""
         rule = self.origin
@@ -56,17 +87,7 @@ class CorsOptions:
             return request_origin, True
         if request_origin is None:
             return None, True
-        if isinstance(rule, re.Pattern):
-            ok = rule.search(request_origin) is not None
-        elif callable(rule):
-            ok = bool(rule(request_origin))
-        else:
-            ok = any(
-                (r.search(request_origin) is not None)
-                if isinstance(r, re.Pattern)
-                else r == request_origin
-                for r in rule
-            )
+        ok = self._matches(rule, request_origin)
         return (request_origin if ok else None), True
 
     def _origin_headers(self, request_origin: str | None) -> list[tuple[str, str]]:
@@ -105,3 +126,26 @@ class CorsOptions:
         if self.max_age is not None:
             headers.append(("Access-Control-Max-Age", str(self.max_age)))
         return headers
+
+
+_DEFAULT_PORTS = (":80", ":443")
+
+
+def same_origin(request_origin: str, host: str | None) -> bool:
+    """Whether ``Origin`` names the host the request was sent to (its ``Host`` header).
+
+    The scheme is not compared (a TLS-terminating proxy hides it); default ports are
+    ignored on both sides. ``X-Forwarded-Host`` is not trusted: behind a proxy that
+    rewrites ``Host``, list the public origin instead.
+    """
+    if not host:
+        return False
+    _, sep, authority = request_origin.partition("://")
+    if not sep:
+        return False  # "null" (sandboxed frames, file: pages) is nobody's origin
+    authority = authority.lower()
+    host = host.lower()
+    for port in _DEFAULT_PORTS:
+        authority = authority.removesuffix(port)
+        host = host.removesuffix(port)
+    return authority == host

@@ -3,6 +3,18 @@
 Routes requests to the engine path to the EngineServer, others to the application's
 ``http_handler``, and hands a connection over to the WebSocket transport after a 101.
 No task per connection: everything runs in protocol callbacks and ``call_later`` timers.
+
+Slow clients (slowloris): a request head must be complete ``header_timeout`` seconds after
+its first byte (a new connection: after it was accepted), however the bytes trickle in; a
+body must be complete ``body_timeout`` seconds after the head, plus one second per
+``min_body_rate`` bytes received (a slow upload that keeps moving is not cut, a stalled or
+trickling one is). Connections whose request is still arriving are capped
+(``HeadLimiter``). A request that arrives complete in one read, the usual case, never
+touches that accounting.
+
+Refusals (413, 400, 408) are followed by a lingering close (``HttpProtocol.linger_close``):
+the answer, a half-close, then whatever the peer still sends is read and dropped for a
+bounded time, so the peer reads the answer instead of a connection reset.
 """
 
 from __future__ import annotations
@@ -24,19 +36,41 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HttpProtocol"]
+__all__ = ["LINGER_MAX_BYTES", "LINGER_TIMEOUT", "HeadLimiter", "HttpProtocol"]
 
 # Bytes a client may pipeline behind a request we have not answered yet.
 _MAX_PIPELINED = 64 * 1024
+
+#: Lingering close: at most this long, and this many bytes read and dropped, before the
+#: connection is reset anyway. Enough for a refused upload of several MB on a LAN; a
+#: client that reads its answer stops sending at the half-close well before that.
+LINGER_TIMEOUT = 2.0
+LINGER_MAX_BYTES = 16 * 1024 * 1024
+
+#: Refused connections are logged at most once per this many seconds (with a count).
+_LOG_INTERVAL = 10.0
+
+# Written as raw bytes: h11 cannot answer a request whose head it has not parsed.
+_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+)
+_BUSY_RESPONSE = (
+    b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+)
 
 
 class HttpProtocol(asyncio.Protocol):
     __slots__ = (
         "_body",
         "_body_size",
+        "_body_start",
         "_busy",
         "_closed",
         "_conn",
+        "_discarder",
+        "_idle",
+        "_in_progress",
+        "_peer",
         "_pending",
         "_request",
         "_timer",
@@ -55,22 +89,34 @@ class HttpProtocol(asyncio.Protocol):
         self._request: h11.Request | None = None
         self._body: list[bytes] = []
         self._body_size = 0
+        self._body_start = 0.0
         self._too_large = False
         # The responder of the request being answered; requests are answered in order.
         self._busy: _Responder | None = None
         self._pending = 0
         self._closed = False
+        # Between requests of a keep-alive connection (not for a new one: its head
+        # deadline runs from the accept).
+        self._idle = False
+        # Counted by the HeadLimiter: a request of this connection is partly received.
+        self._in_progress = False
+        self._peer: str | None = None
+        self._discarder: _Discarder | None = None
 
     # ------------------------------------------------------------------ asyncio
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         self.server._connections.add(self)
+        # Absolute: later bytes do not restart it (a head trickled a byte at a time is
+        # cut here all the same).
         self._arm(self.server.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._cancel_timer()
+        if self._in_progress:
+            self._release()
         self.server._connections.discard(self)
         if self._ws is not None:
             self._ws.connection_lost()
@@ -92,8 +138,10 @@ class HttpProtocol(asyncio.Protocol):
             if self._pending > _MAX_PIPELINED:
                 self.abort()
                 return
-        elif self._request is None and self._conn.our_state is h11.IDLE:
-            # Bytes of a new request: from here the client has header_timeout to finish.
+        elif self._idle:
+            # The first byte of the next request on a keep-alive connection: from here
+            # the head has header_timeout, and later bytes do not restart it.
+            self._idle = False
             self._arm(self.server.header_timeout)
         self._conn.receive_data(data)
         self._process()
@@ -115,7 +163,9 @@ class HttpProtocol(asyncio.Protocol):
         if self._busy is None:
             self._process()
         # Keep the write side open: a pending long-poll response may still be written.
-        return True
+        # Unless the request was refused meanwhile: then close now (asyncio still writes
+        # out the answer first).
+        return self._discarder is None
 
     # ------------------------------------------------------------------ parsing
 
@@ -128,6 +178,8 @@ class HttpProtocol(asyncio.Protocol):
                 self._bad_request(exc.error_status_hint)
                 return
             if event is h11.NEED_DATA:
+                if self._request is not None or not self._idle:
+                    self._incomplete()
                 return
             if event is h11.PAUSED:
                 if conn.their_state is h11.MUST_CLOSE or conn.our_state is h11.MUST_CLOSE:
@@ -140,19 +192,18 @@ class HttpProtocol(asyncio.Protocol):
                     self._bad_request(431)
                     return
                 self._cancel_timer()
+                self._idle = False
                 self._request = event
                 self._body = []
                 self._body_size = 0
                 self._too_large = False
                 if self._content_length(event) > self.server.max_http_buffer_size:
-                    self._too_large = True
-                    self._dispatch()
+                    self._refuse_body()
                     return
             elif isinstance(event, h11.Data):
                 self._body_size += len(event.data)
                 if self._body_size > self.server.max_http_buffer_size:
-                    self._too_large = True
-                    self._dispatch()
+                    self._refuse_body()
                     return
                 self._body.append(event.data)
             elif isinstance(event, h11.EndOfMessage):
@@ -160,6 +211,32 @@ class HttpProtocol(asyncio.Protocol):
             elif isinstance(event, h11.ConnectionClosed):
                 self._close()
                 return
+
+    def _incomplete(self) -> None:
+        """A read ended inside a request (head or body): the slow path of a connection."""
+        if self._request is not None and self._timer is None:
+            # The head is in, the body is not: from now the body deadline runs.
+            self._body_start = self.server.loop.time()
+            self._arm(self.server.body_timeout)
+        if not self._in_progress and not self._closed:
+            if _head_limiter(self.server).enter(self):
+                self._in_progress = True
+            else:
+                assert self._transport is not None
+                self._transport.write(_BUSY_RESPONSE)
+                self._close()
+
+    def _release(self) -> None:
+        self._in_progress = False
+        _head_limiter(self.server).leave(self)
+
+    def _refuse_body(self) -> None:
+        """Answer a body bigger than max_http_buffer_size without reading it."""
+        self._too_large = True
+        self._body = []
+        # Read and drop what still comes from now on, so the 413 reaches the client.
+        self._start_discarding()
+        self._dispatch()
 
     @staticmethod
     def _content_length(event: h11.Request) -> int:
@@ -175,6 +252,9 @@ class HttpProtocol(asyncio.Protocol):
         event = self._request
         assert event is not None and self._transport is not None
         self._request = None
+        if self._in_progress:
+            self._cancel_timer()  # the body deadline
+            self._release()
         headers: dict[str, str] = {}
         for raw_name, raw_value in event.headers:
             name = raw_name.decode("latin-1")
@@ -265,7 +345,8 @@ class HttpProtocol(asyncio.Protocol):
             data = conn.send(
                 h11.Response(status_code=status, headers=raw_headers, reason=_reason(status))
             )
-            if body:
+            # HEAD: the headers GET would get (Content-Length included), no body.
+            if body and responder.request.method != "HEAD":
                 data += conn.send(h11.Data(data=body))
             data += conn.send(h11.EndOfMessage())
         except h11.LocalProtocolError:
@@ -279,19 +360,27 @@ class HttpProtocol(asyncio.Protocol):
     def _next_cycle(self) -> None:
         conn = self._conn
         if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE:
-            # Not reading the rest of a refused body: close instead.
-            self._close()
+            if conn.their_state is h11.SEND_BODY:
+                # A refused body is still arriving: not read, but not reset either.
+                self.linger_close()
+            else:
+                self._close()
             return
         conn.start_next_cycle()
         if self.server._closing:
             self._close()
             return
+        self._idle = True
         self._arm(self.server.keepalive_timeout)
         self._process()
 
     def _bad_request(self, status: int) -> None:
         if self._conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             body = b"Bad Request" if status == 400 else b""
+            request = self._request
+            # A HEAD answer has GET's headers (Content-Length too), never a body.
+            head = request is not None and request.method == b"HEAD"
+            body_sent = b"" if head else body
             try:
                 data = self._conn.send(
                     h11.Response(
@@ -301,13 +390,14 @@ class HttpProtocol(asyncio.Protocol):
                                  (b"Connection", b"close")],
                     )
                 )
-                data += self._conn.send(h11.Data(data=body)) if body else b""
+                data += self._conn.send(h11.Data(data=body_sent)) if body_sent else b""
                 data += self._conn.send(h11.EndOfMessage())
                 assert self._transport is not None
                 self._transport.write(data)
             except h11.LocalProtocolError:
                 pass
-        self._close()
+        # The rest of a bad request may still be on its way.
+        self.linger_close()
 
     def _switch_to_websocket(
         self, responder: _Responder, headers: list[tuple[str, str]]
@@ -371,9 +461,30 @@ class HttpProtocol(asyncio.Protocol):
 
     def _on_timeout(self) -> None:
         self._timer = None
-        if self._busy is None and self._ws is None:
-            # Headers that never end, or an idle keep-alive connection.
+        if self._busy is not None or self._ws is not None or self._closed:
+            return
+        if self._request is not None:
+            # A body: body_timeout, plus one second per min_body_rate bytes received.
+            server = self.server
+            rate = server.min_body_rate
+            if rate:
+                left = (self._body_start + server.body_timeout + self._body_size / rate
+                        - server.loop.time())
+                if left > 0:
+                    self._timer = server.loop.call_later(left, self._on_timeout)
+                    return
+            self._request_timeout()
+        elif self._in_progress:
+            self._request_timeout()  # a head that did not end in time
+        else:
+            # Nothing received: a silent new connection, or an idle keep-alive one.
             self._close()
+
+    def _request_timeout(self) -> None:
+        logger.debug("request not received in time from %s", self._peer)
+        assert self._transport is not None
+        self._transport.write(_TIMEOUT_RESPONSE)
+        self.linger_close()
 
     def close_when_idle(self) -> None:
         """Used at shutdown: close now unless a response is being prepared."""
@@ -384,6 +495,8 @@ class HttpProtocol(asyncio.Protocol):
         if self._transport is not None and not self._closed:
             self._closed = True
             self._cancel_timer()
+            if self._in_progress:
+                self._release()
             self._transport.close()
 
     def abort(self) -> None:
@@ -391,6 +504,170 @@ class HttpProtocol(asyncio.Protocol):
             self._closed = True
             self._cancel_timer()
             self._transport.abort()
+
+    # ------------------------------------------------------------------ lingering close
+
+    def _start_discarding(self, budget: int = LINGER_MAX_BYTES) -> _Discarder | None:
+        """From now on, what the peer sends is read and dropped (never stored)."""
+        transport = self._transport
+        if self._discarder is None and transport is not None and not transport.is_closing():
+            self._discarder = _Discarder(self, transport, budget)
+            transport.set_protocol(self._discarder)
+        return self._discarder
+
+    def linger_close(
+        self, timeout: float = LINGER_TIMEOUT, max_bytes: int = LINGER_MAX_BYTES
+    ) -> None:
+        """Close after the answer already written, without resetting a peer still sending.
+
+        Half-closes (FIN after the buffered answer, when the transport can), then reads and
+        drops what still arrives until the peer closes its side, ``timeout`` seconds pass
+        or ``max_bytes`` were dropped (then the connection is reset). Closing with unread
+        bytes would make the kernel send a reset, which a client sees instead of the
+        answer. Idempotent; call it after the last write (nothing can be written after).
+        The HttpProtocol's ``connection_lost`` still runs when the connection ends.
+        """
+        if self._closed and self._discarder is None:
+            return
+        self._closed = True
+        self._cancel_timer()
+        if self._in_progress:
+            self._release()
+        discarder = self._start_discarding(max_bytes)
+        if discarder is not None:
+            discarder.linger(timeout)
+
+
+class _Discarder(asyncio.Protocol):
+    """The protocol of a connection in its lingering close: counts bytes, keeps none."""
+
+    __slots__ = ("_budget", "_owner", "_peer_done", "_timer", "_transport")
+
+    def __init__(self, owner: HttpProtocol, transport: asyncio.Transport, budget: int) -> None:
+        self._owner = owner
+        self._transport = transport
+        self._budget = budget
+        self._peer_done = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def linger(self, timeout: float) -> None:
+        """The answer is written: half-close, and end the connection within ``timeout``."""
+        transport = self._transport
+        if self._timer is not None or transport.is_closing():
+            return
+        if self._peer_done:
+            transport.close()  # writes the answer out first
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._timer = self._owner.server.loop.call_later(timeout, transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        self._budget -= len(data)
+        if self._budget < 0:
+            self._transport.abort()
+
+    def eof_received(self) -> bool:
+        self._peer_done = True
+        # Before the answer is written (an application handler is still preparing it)
+        # keep the connection to write it; after, close.
+        return self._timer is None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._owner.connection_lost(exc)
+
+
+class HeadLimiter:
+    """Caps the connections whose request is still arriving (head, or body after it).
+
+    A connection is counted from the end of a read that leaves its request incomplete to
+    the moment the request is complete (or the connection ends), so requests that arrive
+    in one read, and idle connections, are never counted. Above a cap the connection
+    that just became incomplete is answered 503 and closed; refusals are logged at most
+    once per ``_LOG_INTERVAL`` seconds, with a count.
+    """
+
+    __slots__ = ("_by_address", "_log_timer", "_refused", "count", "server")
+
+    def __init__(self, server: EngineServer) -> None:
+        self.server = server
+        self.count = 0
+        self._by_address: dict[str, int] = {}
+        self._refused = 0
+        self._log_timer: asyncio.TimerHandle | None = None
+
+    def enter(self, protocol: HttpProtocol) -> bool:
+        server = self.server
+        total = server.max_connections_in_head
+        per_address = server.max_connections_in_head_per_address
+        address: str | None = None
+        if per_address is not None:
+            assert protocol._transport is not None
+            peer = protocol._transport.get_extra_info("peername")
+            # A Unix socket's peer name is not an address: only the total cap applies.
+            if isinstance(peer, tuple) and peer:
+                address = str(peer[0])
+        if total is not None and self.count >= total:
+            self._refuse(address)
+            return False
+        held = self._by_address.get(address, 0) if address is not None else 0
+        if per_address is not None and address is not None and held >= per_address:
+            self._refuse(address)
+            return False
+        self.count += 1
+        if address is not None:
+            self._by_address[address] = held + 1
+        protocol._peer = address
+        return True
+
+    def leave(self, protocol: HttpProtocol) -> None:
+        self.count -= 1
+        address = protocol._peer
+        if address is not None:
+            held = self._by_address.get(address, 0) - 1
+            if held > 0:
+                self._by_address[address] = held
+            else:
+                self._by_address.pop(address, None)
+            protocol._peer = None
+
+    def _refuse(self, address: str | None) -> None:
+        # Under attack this runs for every refused connection: count, log rarely.
+        if self._log_timer is None:
+            server = self.server
+            logger.warning(
+                "closed a connection from %s: too many connections are receiving a request "
+                "(%d in all; max_connections_in_head=%s, max_connections_in_head_per_address"
+                "=%s); further refusals are counted and logged every %g s",
+                address or "?", self.count, server.max_connections_in_head,
+                server.max_connections_in_head_per_address, _LOG_INTERVAL,
+            )
+            self._log_timer = server.loop.call_later(_LOG_INTERVAL, self._flush_log)
+        else:
+            self._refused += 1
+
+    def _flush_log(self) -> None:
+        self._log_timer = None
+        if self._refused:
+            server = self.server
+            logger.warning(
+                "closed %d more connections in %g s: too many receiving a request "
+                "(max_connections_in_head=%s, max_connections_in_head_per_address=%s)",
+                self._refused, _LOG_INTERVAL, server.max_connections_in_head,
+                server.max_connections_in_head_per_address,
+            )
+            self._refused = 0
+            self._log_timer = server.loop.call_later(_LOG_INTERVAL, self._flush_log)
+
+
+def _head_limiter(server: EngineServer) -> HeadLimiter:
+    limiter = server._head_limiter
+    if limiter is None:
+        limiter = server._head_limiter = HeadLimiter(server)
+    return limiter
 
 
 def _reason(status: int) -> bytes:

@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from .cors import CorsOptions
+from .cors import CorsOptions, same_origin
 from .polling import PollingTransport, Responder
 from .request import HttpResponse, Request
 from .session import Session, SessionConfig
 from .websocket import WriteBatcher
 
 if TYPE_CHECKING:
-    from .http import HttpProtocol
+    from .http import HeadLimiter, HttpProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +152,24 @@ class EngineServer:
         def closed(session, reason): ...
 
     Plain functions are called inline; coroutine functions are run as tasks.
+
+    HTTP edge (raw server; see ``http.py``): a request head must be complete
+    ``header_timeout`` seconds after its first byte (a new connection: after the accept);
+    a body ``body_timeout`` seconds after the head plus one second per ``min_body_rate``
+    bytes received (None: ``body_timeout`` is absolute); later bytes never restart these.
+    At most ``max_connections_in_head`` connections (``..._per_address`` per peer
+    address) may have a request partly received; above, the connection is answered 503
+    and closed. Requests that arrive in one read are never counted. None disables a cap.
+    Behind a reverse proxy every client has the proxy's address: raise or disable the
+    per-address cap there. Idle keep-alive connections close after ``keepalive_timeout``.
+
+    Origins: when ``cors`` names the allowed origins (not ``"*"``/True/False), an engine
+    request (polling or WebSocket upgrade; not a preflight) whose ``Origin`` is neither
+    one of them nor the request's own host is refused 403 ``{"code":4,...}``: that is
+    what keeps a foreign page from opening a WebSocket with the user's cookies.
+    ``allow_missing_origin=False`` also refuses requests without ``Origin`` (non-browser
+    clients), except browsers' same-origin requests (``Sec-Fetch-Site: same-origin``):
+    set it when cookies authenticate the handshake.
     """
 
     def __init__(
@@ -173,7 +191,12 @@ class EngineServer:
         congestion_timeout: float = 30.0,
         max_header_size: int = 16 * 1024,
         header_timeout: float = 10.0,
+        body_timeout: float = 20.0,
+        min_body_rate: float | None = 4096,
         keepalive_timeout: float = 5.0,
+        max_connections_in_head: int | None = 1000,
+        max_connections_in_head_per_address: int | None = 16,
+        allow_missing_origin: bool = True,
         http_handler: HttpHandler | None = None,
         reclaim_memory: bool = True,
     ) -> None:
@@ -192,7 +215,13 @@ class EngineServer:
         self.per_message_deflate = per_message_deflate
         self.max_header_size = max_header_size
         self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.min_body_rate = min_body_rate
         self.keepalive_timeout = keepalive_timeout
+        self.max_connections_in_head = max_connections_in_head
+        self.max_connections_in_head_per_address = max_connections_in_head_per_address
+        self.allow_missing_origin = allow_missing_origin
+        self._head_limiter: HeadLimiter | None = None  # made by http.py on first use
         self.http_handler = http_handler
         #: After many sessions closed, collect garbage and trim the heap once (see _reclaim).
         self.reclaim_memory = reclaim_memory
@@ -291,6 +320,9 @@ class EngineServer:
                 responder.respond(204, [("Content-Length", "0")], b"")
                 return
             responder.extra_headers = cors.response_headers(request.origin)
+        if not self._origin_allowed(request):
+            self._abort_request(request, responder, FORBIDDEN)
+            return
         code = self._verify(request)
         if code is not None:
             self._abort_request(request, responder, code)
@@ -327,6 +359,19 @@ class EngineServer:
                              lambda code, msg: self._abort_request(request, responder, code, msg))
             return
         self._handshake_polling(request, responder)
+
+    def _origin_allowed(self, request: Request) -> bool:
+        """The cross-site WebSocket hijacking guard (see the class docstring)."""
+        headers = request.headers
+        origin = headers.get("origin")
+        if origin is None:
+            return self.allow_missing_origin or headers.get("sec-fetch-site") == "same-origin"
+        cors = self.cors
+        return (
+            cors is None
+            or cors.accepts_origin(origin)
+            or same_origin(origin, headers.get("host"))
+        )
 
     def _verify(self, request: Request) -> int | None:
         """Node's ``verify()`` without ``allowRequest``: an error code, or None."""
@@ -448,6 +493,15 @@ class EngineServer:
 
     def handle_websocket(self, request: Request, acceptor: UpgradeAcceptor) -> None:
         """Answer a WebSocket upgrade request to the engine path."""
+        if not self._origin_allowed(request):
+            # 403 and the polling answer's body rather than Node's bare 400: a refused
+            # origin is a policy decision the operator should recognise in any log.
+            self._emit("connection_error", request, FORBIDDEN, ERROR_MESSAGES[FORBIDDEN])
+            body = orjson.dumps({"code": FORBIDDEN, "message": ERROR_MESSAGES[FORBIDDEN]})
+            acceptor.reject(
+                403, body, [("Connection", "close"), ("Content-Type", "application/json")]
+            )
+            return
         code = self._verify(request)
         if code is not None:
             self._abort_upgrade(request, acceptor, code)
