@@ -422,6 +422,9 @@ class HttpProtocol(asyncio.Protocol):
             extensions=responder.ws_extensions,
             batcher=self.server.write_batcher,
             high_water=self.server.session_config.write_buffer_high_water,
+            # After a 1009 (message too big) the peer may still be sending: let it read
+            # the close frame instead of getting a reset.
+            closer=self.linger_close,
         )
         self._ws = ws
         self._transport.set_write_buffer_limits(

@@ -56,6 +56,7 @@ class FakeTransport:
         self.congested = False
         self.congested_since = 0.0
         self.reading_paused = False
+        self.session: object = None
 
     def pause_reading(self) -> None:
         self.reading_paused = True
