@@ -51,6 +51,15 @@ class Config:
     anomaly_connections_per_minute: int = 1000
     anomaly_messages_per_minute: int = 10000
     web_dir: str | None = None
+    # --- stored messages, Redis pool (issue 8)
+    #: One sender's share of a target's inbox; None: a tenth of max_stored_messages.
+    max_stored_messages_per_sender: int | None = None
+    #: Seconds a stored message is kept (the environment takes seconds too).
+    stored_message_ttl: float = 7 * 24 * 3600.0
+    #: Stored messages replayed to a new connection per page; the next page follows the
+    #: client's ack of the last one.
+    inbox_page_size: int = 50
+    redis_pool_size: int = 50
 
     @property
     def dev_mode(self) -> bool:
@@ -59,6 +68,12 @@ class Config:
 
     def rate_limit(self, event: str) -> int:
         return self.rate_limits.get(event, self.rate_limits["default"])
+
+    @property
+    def stored_messages_per_sender(self) -> int:
+        if self.max_stored_messages_per_sender is not None:
+            return min(self.max_stored_messages_per_sender, self.max_stored_messages)
+        return max(1, self.max_stored_messages // 10)
 
 
 # (flag, env var, help) — every setting can come from either; flags win.
@@ -91,6 +106,13 @@ _SETTINGS: list[tuple[str, str, str]] = [
     ("--anomaly-connections", "ANOMALY_CONNECTIONS_PER_MINUTE", "warn above (1000)"),
     ("--anomaly-messages", "ANOMALY_MESSAGES_PER_MINUTE", "warn above (10000)"),
     ("--web-dir", "WEB_DIR", "folder with node_modules for the page (default ./web)"),
+    # --- stored messages, Redis pool (issue 8)
+    ("--max-stored-messages-per-sender", "MAX_STORED_MESSAGES_PER_SENDER",
+     "of one target's stored messages, how many one sender may hold (10%% of the max)"),
+    ("--stored-message-ttl", "STORED_MESSAGE_TTL",
+     "seconds an undelivered message is kept (default 604800, 7 days)"),
+    ("--inbox-page-size", "INBOX_PAGE_SIZE", "stored messages replayed per ack (default 50)"),
+    ("--redis-pool-size", "REDIS_POOL_SIZE", "Redis connections per process (default 50)"),
 ]
 
 
@@ -254,4 +276,19 @@ def load_config(
         values["anomaly_connections_per_minute"] = _int("ANOMALY_CONNECTIONS_PER_MINUTE", v, 1)
     if (v := given("ANOMALY_MESSAGES_PER_MINUTE")) is not None:
         values["anomaly_messages_per_minute"] = _int("ANOMALY_MESSAGES_PER_MINUTE", v, 1)
+    # --- stored messages, Redis pool (issue 8)
+    if (v := given("MAX_STORED_MESSAGES_PER_SENDER")) is not None:
+        per_sender = _int("MAX_STORED_MESSAGES_PER_SENDER", v, 1, 1_000_000)
+        maximum = values.get("max_stored_messages", Config.max_stored_messages)
+        assert isinstance(maximum, int)
+        if per_sender > maximum:
+            raise ConfigError(f"MAX_STORED_MESSAGES_PER_SENDER must be <= MAX_STORED_MESSAGES "
+                              f"({maximum}), got {per_sender}")
+        values["max_stored_messages_per_sender"] = per_sender
+    if (v := given("STORED_MESSAGE_TTL")) is not None:
+        values["stored_message_ttl"] = float(_int("STORED_MESSAGE_TTL", v, 1, 366 * 24 * 3600))
+    if (v := given("INBOX_PAGE_SIZE")) is not None:
+        values["inbox_page_size"] = _int("INBOX_PAGE_SIZE", v, 1, 1000)
+    if (v := given("REDIS_POOL_SIZE")) is not None:
+        values["redis_pool_size"] = _int("REDIS_POOL_SIZE", v, 1, 10_000)
     return Config(**values)  # type: ignore[arg-type]
