@@ -21,6 +21,8 @@ _HELP = {
         "counter", "Private messages retried with a known clientMessageId, not stored again"),
     "realtime_broadcast_deliveries_total": ("counter", "Packets delivered by broadcasts"),
     "realtime_store_errors_total": ("counter", "Operations that failed on the store"),
+    "realtime_stats_errors_total": (
+        "counter", "Per-minute statistics not recorded (best effort, never an answer)"),
 }
 
 
