@@ -471,7 +471,7 @@ end
 return {count, ttl}
 """
 
-# An inbox is five keys: ids (sorted set, id by seq), messages (hash id -> JSON), from
+# An inbox is five keys: order (sorted set, id by seq), messages (hash id -> JSON), from
 # (hash id -> sender), senders (hash sender -> count) and seq (the last seq given out).
 # Every write sets all five to expire STORED_MESSAGE_TTL later: an inbox nobody writes to
 # any more disappears whole, made-up user ids included.
@@ -490,7 +490,7 @@ local function forget(id)
 end
 """
 
-# KEYS: ids, messages, from, senders, seq[, dedupe]
+# KEYS: order, messages, from, senders, seq[, dedupe]
 # ARGV: id, json, sender, limit, per sender, ttl ms, now us, expiry cutoff,
 #       prune batch[, dedupe value, dedupe ttl ms]
 _STORE_MESSAGE = _FORGET + """
@@ -519,7 +519,7 @@ if KEYS[6] then redis.call('SET', KEYS[6], ARGV[10], 'PX', ARGV[11]) end
 return {'stored', seq}
 """
 
-# KEYS: ids, messages; ARGV: exclusive lower seq, count. A page, never the whole inbox:
+# KEYS: order, messages; ARGV: exclusive lower seq, count. A page, never the whole inbox:
 # unpack() of more than ~8,000 values fails.
 _PAGE = """
 local rows = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES',
@@ -536,7 +536,7 @@ end
 return out
 """
 
-# KEYS: ids, messages, from, senders; ARGV: id
+# KEYS: order, messages, from, senders; ARGV: id
 _ACK = _FORGET + """
 return forget(ARGV[1])
 """
@@ -658,7 +658,9 @@ class RedisStore:
 
     def _inbox_keys(self, user_id: str) -> list[str]:
         return [self._key("inbox", user_id, part)
-                for part in ("ids", "messages", "from", "senders", "seq")]
+                # "order", not the list "ids" of earlier versions: a key of another type
+                # would fail every call on that inbox (WRONGTYPE).
+                for part in ("order", "messages", "from", "senders", "seq")]
 
     async def store_message(
         self, user_id: str, message: dict[str, Any], policy: InboxPolicy,

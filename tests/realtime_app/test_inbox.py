@@ -252,3 +252,33 @@ async def test_delivered_ids_are_not_kept_for_the_socket_lifetime(gw: Harness) -
 
 # Item 7 (an inbox past ~8,000 messages) is proven at the store level, where it lived
 # (test_inbox_store.py): the replay reads pages of at most INBOX_PAGE_SIZE (<= 1,000).
+
+
+async def test_stuck_replay_does_not_pile_up_live_ids(make_gateway: GatewayFactory) -> None:
+    # Item 10: a socket that holds the replay (never acks its last message) while another
+    # device of the same user acks every live message: what the stuck socket remembers
+    # stays bounded (at most MAX_STORED_MESSAGES ids, then its replay stops).
+    gw = await make_gateway({"MAX_STORED_MESSAGES": "6", "MAX_STORED_MESSAGES_PER_SENDER": "6",
+                             "INBOX_PAGE_SIZE": "2"})
+    ids = await fill(gw, "bob", 3)
+    stuck = await gw.connect("bob", ack_private=False)
+    assert [m["id"] for m in await stuck.next_n("private-message", 2)] == ids[:2]
+    acker = await gw.connect("bob")
+    assert len(await acker.next_n("private-message", 3)) == 3
+    alice = await gw.connect("alice")
+    sent = []
+    for n in range(10):
+        answer = await send(alice, "bob", f"live {n}")
+        assert answer["success"] is True, answer  # the acking device keeps the inbox empty
+        sent.append(answer["id"])
+        await acker.next("private-message")
+        assert len(state(gw, stuck).live) <= 6
+
+        async def acked(message_id: str = answer["id"]) -> bool:
+            return message_id not in [m["id"] for m in await gw.store.pending_messages("bob")]
+
+        await eventually(acked)
+    assert state(gw, stuck).replayed is True  # gave up at the bound
+    got = [m["id"] for m in await stuck.next_n("private-message", 10)]
+    assert got == sent
+    await stuck.quiet("private-message", 0.2)

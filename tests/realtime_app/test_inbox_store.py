@@ -269,3 +269,12 @@ async def test_memory_inbox_order_survives_compaction() -> None:
     assert [m["id"] for _, m in rows] == expected[:10]
     assert [m["id"] for _, m in await store.inbox_page("bob", rows[-1][0], 5)] == \
         expected[10:15]
+
+
+async def test_lone_surrogate_round_trips(store: Any) -> None:
+    # Half an emoji, as a browser's JSON.stringify sends it (issue 8 item 12): stored and
+    # given back unchanged, not refused by the JSON encoder.
+    policy = InboxPolicy(limit=10, per_sender=10, ttl=3600)
+    odd = {**message(0), "message": "half \ud83d an emoji"}
+    assert (await store.store_message("bob", odd, policy)).status == STORED
+    assert await store.pending_messages("bob") == [odd]
