@@ -127,7 +127,9 @@ class Store(Protocol):
 
     async def pending_messages(
         self, user_id: str, ttl: float | None = None
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[dict[str, Any]]:
+        """Every stored message, oldest first (read page by page, whatever the size)."""
+        ...
 
     async def ack_message(self, user_id: str, message_id: str) -> bool: ...
 
