@@ -25,7 +25,8 @@ class GatewayApp:
     def __init__(self, config: Config, store: Store | None = None) -> None:
         self.config = config
         if store is None:
-            store = RedisStore(config.redis_url, config.redis_prefix) if config.redis_url \
+            store = RedisStore(config.redis_url, config.redis_prefix,
+                               pool_size=config.redis_pool_size) if config.redis_url \
                 else MemoryStore()
         self.store = store
         self.auth = Authenticator(config)

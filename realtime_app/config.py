@@ -58,9 +58,24 @@ class Config:
     max_sockets_per_user: int = 10
     #: When set, GET /metrics needs ``Authorization: Bearer <metrics_token>``.
     metrics_token: str | None = None
+    # --- stored messages, Redis pool (issue 8)
+    #: One sender's share of a target's inbox; None: a tenth of max_stored_messages.
+    max_stored_messages_per_sender: int | None = None
+    #: Seconds a stored message is kept (the environment takes seconds too).
+    stored_message_ttl: float = 7 * 24 * 3600.0
+    #: Stored messages replayed to a new connection per page; the next page follows the
+    #: client's ack of the last one.
+    inbox_page_size: int = 50
+    redis_pool_size: int = 50
 
     def rate_limit(self, event: str) -> int:
         return self.rate_limits.get(event, self.rate_limits["default"])
+
+    @property
+    def stored_messages_per_sender(self) -> int:
+        if self.max_stored_messages_per_sender is not None:
+            return min(self.max_stored_messages_per_sender, self.max_stored_messages)
+        return max(1, self.max_stored_messages // 10)
 
 
 # (flag, env var, help) — every setting can come from either; flags win.
@@ -98,6 +113,13 @@ _SETTINGS: list[tuple[str, str, str]] = [
     ("--jwt-leeway", "JWT_LEEWAY", "seconds of clock skew allowed on exp/nbf (30)"),
     ("--max-sockets-per-user", "MAX_SOCKETS_PER_USER", "per user and process, 0 = no limit (10)"),
     ("--metrics-token", "METRICS_TOKEN", "bearer token required by GET /metrics"),
+    # --- stored messages, Redis pool (issue 8)
+    ("--max-stored-messages-per-sender", "MAX_STORED_MESSAGES_PER_SENDER",
+     "of one target's stored messages, how many one sender may hold (10%% of the max)"),
+    ("--stored-message-ttl", "STORED_MESSAGE_TTL",
+     "seconds an undelivered message is kept (default 604800, 7 days)"),
+    ("--inbox-page-size", "INBOX_PAGE_SIZE", "stored messages replayed per ack (default 50)"),
+    ("--redis-pool-size", "REDIS_POOL_SIZE", "Redis connections per process (default 50)"),
 ]
 
 #: Flags that take no value: given means "1".
@@ -311,6 +333,21 @@ def load_config(
         if len(v) < 16:
             raise ConfigError("METRICS_TOKEN must be at least 16 characters")
         values["metrics_token"] = v
+    # --- stored messages, Redis pool (issue 8)
+    if (v := given("MAX_STORED_MESSAGES_PER_SENDER")) is not None:
+        per_sender = _int("MAX_STORED_MESSAGES_PER_SENDER", v, 1, 1_000_000)
+        maximum = values.get("max_stored_messages", Config.max_stored_messages)
+        assert isinstance(maximum, int)
+        if per_sender > maximum:
+            raise ConfigError(f"MAX_STORED_MESSAGES_PER_SENDER must be <= MAX_STORED_MESSAGES "
+                              f"({maximum}), got {per_sender}")
+        values["max_stored_messages_per_sender"] = per_sender
+    if (v := given("STORED_MESSAGE_TTL")) is not None:
+        values["stored_message_ttl"] = float(_int("STORED_MESSAGE_TTL", v, 1, 366 * 24 * 3600))
+    if (v := given("INBOX_PAGE_SIZE")) is not None:
+        values["inbox_page_size"] = _int("INBOX_PAGE_SIZE", v, 1, 1000)
+    if (v := given("REDIS_POOL_SIZE")) is not None:
+        values["redis_pool_size"] = _int("REDIS_POOL_SIZE", v, 1, 10_000)
     # Last, so that a wrong value of any other variable is reported by name first.
     _check_auth_mode(values)
     return Config(**values)  # type: ignore[arg-type]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import re
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -17,25 +19,110 @@ from socketio_core import ConnectRefused, Server, Socket
 from .auth import MAX_TOKEN_LENGTH, Authenticator, AuthError, extract_token
 from .config import Config
 from .metrics import Metrics
-from .store import Store, StoreUnavailable
+from .store import (
+    DUPLICATE,
+    INBOX_FULL,
+    SENDER_LIMIT,
+    Dedupe,
+    InboxPolicy,
+    Store,
+    StoreUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Gateway", "Refusal"]
+__all__ = ["Gateway", "LocalRateLimiter", "Refusal"]
 
 USER_ROOM_PREFIX = "user:"
 ROOM_NAME = re.compile(r"^[A-Za-z0-9_.:@#\-]{1,128}$")
 MUSIC_ACTIONS = ("play", "pause", "seek")
 UNAVAILABLE = "Service temporarily unavailable"
+CLIENT_MESSAGE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: How long a private message's clientMessageId makes a retry return the first answer.
+CLIENT_MESSAGE_ID_TTL = 3600.0
+#: Local rate-limit buckets kept per process (least recently used evicted beyond).
+RATE_BUCKETS = 50_000
+#: Per-socket state in ``socket.data``.
+STATE = "_gateway"
 
 
 class Refusal(Exception):
-    """An event is refused; ``message`` is what the client is told."""
+    """An event is refused; ``message`` is what the client is told, with ``code`` if set."""
 
-    def __init__(self, message: str, reason: str = "invalid") -> None:
+    def __init__(self, message: str, reason: str = "invalid", code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason
+        self.code = code
+
+
+class LocalRateLimiter:
+    """Token buckets per (user, event) in this process, in front of the shared counter.
+
+    A bucket holds up to ``limit`` tokens and refills at ``limit / window`` per second. An
+    empty bucket, or one the shared counter refused until its window ends, refuses without
+    a store call: a client flooding events costs no Redis round trip per event. The shared
+    counter stays the authority across processes. At most ``max_keys`` buckets: the least
+    recently used goes (a full bucket is the same as none; an evicted busy one only makes
+    this process ask the shared counter again).
+    """
+
+    __slots__ = ("_buckets", "max_keys")
+
+    def __init__(self, max_keys: int = RATE_BUCKETS) -> None:
+        #: key -> [tokens, updated at, refused until] (monotonic seconds)
+        self._buckets: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
+        self.max_keys = max_keys
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, key: tuple[str, str], limit: int, window: float, now: float) -> float | None:
+        """Take a token: None if allowed, else when the next one can be (monotonic)."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = [float(limit), now, 0.0]
+            while len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+        if bucket[2] > now:
+            return bucket[2]
+        rate = limit / window
+        tokens = min(float(limit), bucket[0] + (now - bucket[1]) * rate)
+        bucket[1] = now
+        if tokens < 1:
+            bucket[0] = tokens
+            return now + (1 - tokens) / rate
+        bucket[0] = tokens - 1
+        return None
+
+    def refuse_until(self, key: tuple[str, str], until: float) -> None:
+        """The shared counter refused: refuse locally until its window ends."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket[2] = max(bucket[2], until)
+
+
+class _SocketState:
+    """The gateway's bookkeeping for one socket.
+
+    Stored messages are replayed a page at a time: ``cursor`` is the seq of the last one
+    replayed, the next page is read when the client acks ``awaiting`` (the last message
+    of the page). Messages delivered live while the replay has not reached them are in
+    ``live`` (id -> seq) so that the replay skips them; entries go when the cursor passes
+    them, and all of them when the replay is over, so ``live`` never outgrows the inbox.
+    """
+
+    __slots__ = ("awaiting", "connect_task", "cursor", "live", "reading", "replayed")
+
+    def __init__(self) -> None:
+        self.connect_task: asyncio.Task[None] | None = None
+        self.cursor = 0
+        self.replayed = False  # the replay reached the end of the inbox (or gave up)
+        self.live: dict[str, int] = {}
+        self.awaiting: str | None = None
+        self.reading = False
 
 
 def iso_now() -> str:
@@ -95,6 +182,10 @@ class Gateway:
         self.metrics = metrics
         self._maintenance: asyncio.Task[None] | None = None
         self._warned_minute: dict[str, int] = {}
+        self._buckets = LocalRateLimiter()
+        self.inbox_policy = InboxPolicy(config.max_stored_messages,
+                                        config.stored_messages_per_sender,
+                                        config.stored_message_ttl)
         io.use(self._authenticate)
         io.on("connection", self._on_connection)
         metrics.gauge("realtime_connected_sockets", "Sockets connected to this process",
@@ -163,6 +254,7 @@ class Gateway:
 
     def _on_connection(self, socket: Socket) -> None:
         user_id: str = socket.data["userId"]
+        state = socket.data[STATE] = _SocketState()
         socket.join(user_room(user_id))
         self._arm_token_expiry(socket, socket.data.get("tokenExpiresAt"))
         socket.on("disconnect", lambda reason: self._disarm_token_expiry(socket))
@@ -183,29 +275,37 @@ class Gateway:
         }
         for event, (validate, handle) in events.items():
             socket.on(event, self._event_handler(socket, event, validate, handle))
-        def unknown_event(event: Any, *args: Any, ack: Callable[..., None] | None = None) -> None:
+        # A coroutine handler: its work runs in the event's own handler task, which the
+        # Socket.IO layer counts, never in a task of ours per incoming event.
+        async def unknown_event(
+            event: Any, *args: Any, ack: Callable[..., None] | None = None
+        ) -> None:
             if event not in events:
-                self._unknown_event(socket, event, ack)
+                await self._unknown_event(socket, event, ack)
 
         socket.on_any(unknown_event)
+        # One task per connection and one per disconnection: bounded by the sockets.
         socket.on("disconnect", lambda reason: self.io.engine.spawn(
             self._after_disconnect(socket, reason)))
-        self.io.engine.spawn(self._after_connect(socket))
+        state.connect_task = self.io.engine.spawn(self._after_connect(socket))
 
     async def _after_connect(self, socket: Socket) -> None:
         user_id: str = socket.data["userId"]
         try:
-            await self.store.record_minute({"connect": 1}, user_id)
+            await self._record_minute({"connect": 1}, user_id)
+            if not socket.connected:  # gone already: nothing to add, nothing to remove
+                return
             came_online = await self.store.add_connection(user_id, socket.id,
                                                           self.config.presence_ttl)
             if came_online:
                 await self._notify_followers(user_id, "user-online")
+            if not socket.connected:
+                return
             # The seed's client learns who is online from these events only: replay them.
             for followee in await self.store.following(user_id):
                 if followee != user_id and await self.store.is_online(followee):
                     socket.emit("user-online", {"userId": followee})
-            for message in await self.store.pending_messages(user_id):
-                self._send_stored(socket, user_id, message)
+            await self._replay(socket, user_id)
         except StoreUnavailable as exc:
             self.metrics.inc("realtime_store_errors_total")
             logger.warning("store unavailable after connect of %s: %s", user_id, exc)
@@ -213,13 +313,27 @@ class Gateway:
     async def _after_disconnect(self, socket: Socket, reason: str) -> None:
         user_id: str = socket.data["userId"]
         self.metrics.inc("realtime_disconnections_total", reason=reason)
+        state: _SocketState | None = socket.data.get(STATE)
+        if state is not None and state.connect_task is not None:
+            # Presence is added by the connect task: removing before it ran would leave a
+            # ghost online user behind (a quick connect + disconnect).
+            await asyncio.wait([state.connect_task])
         try:
-            await self.store.record_minute({"disconnect": 1}, None)
+            await self._record_minute({"disconnect": 1}, None)
             if await self.store.remove_connection(user_id, socket.id):
                 await self._notify_followers(user_id, "user-offline")
         except StoreUnavailable as exc:
             self.metrics.inc("realtime_store_errors_total")
             logger.warning("store unavailable after disconnect of %s: %s", user_id, exc)
+
+    async def _record_minute(self, counters: dict[str, int], user_id: str | None) -> None:
+        """Per-minute statistics, best effort: they never decide an answer or skip work."""
+        try:
+            await self.store.record_minute(counters, user_id)
+        except StoreUnavailable as exc:
+            self.metrics.inc("realtime_store_errors_total")
+            self.metrics.inc("realtime_stats_errors_total")
+            logger.warning("statistics not recorded (%s): %s", ", ".join(counters), exc)
 
     async def _notify_followers(self, user_id: str, kind: str) -> None:
         followers = await self.store.followers(user_id)
@@ -254,7 +368,7 @@ class Gateway:
         socket: Socket,
         event: str,
         validate: Callable[[Any], Any],
-        handle: Callable[..., Awaitable[dict[str, Any]]],
+        handle: Callable[..., Awaitable[Any]],
     ) -> Callable[..., Awaitable[None]]:
         async def handler(*args: Any, ack: Callable[..., None] | None = None) -> None:
             self.metrics.inc("realtime_events_total", event=event)
@@ -265,15 +379,22 @@ class Gateway:
                 result = await handle(socket, data)
             except Refusal as refusal:
                 self.metrics.inc("realtime_rejections_total", reason=refusal.reason)
-                self._refuse(socket, event, ack, refusal.message)
+                self._refuse(socket, event, ack, refusal.message, refusal.code)
                 return
             except StoreUnavailable as exc:
                 self.metrics.inc("realtime_store_errors_total")
                 logger.warning("store unavailable for %s: %s", event, exc)
                 self._refuse(socket, event, ack, UNAVAILABLE)
                 return
+            # A handler may return (answer, follow-up): the follow-up runs after the
+            # answer is sent, still in this task, and cannot change it.
+            after: Callable[[], Awaitable[None]] | None = None
+            if isinstance(result, tuple):
+                result, after = result
             if ack is not None:
                 ack({"success": True, **result})
+            if after is not None:
+                await after()
 
         return handler
 
@@ -281,9 +402,16 @@ class Gateway:
         self, socket: Socket, event: str, ack: Callable[..., None] | None
     ) -> bool:
         limit = self.config.rate_limit(event)
+        key = (socket.data["userId"], event)
+        now = time.monotonic()
+        # Refused here while this process knows the user is over the limit: no store call.
+        retry_at = self._buckets.take(key, limit, self.config.rate_window, now)
+        if retry_at is not None:
+            self._rate_limited(socket, event, ack, limit,
+                               int(time.time() * 1000 + (retry_at - now) * 1000))
+            return False
         try:
-            result = await self.store.hit(f"{socket.data['userId']}:{event}", limit,
-                                          self.config.rate_window)
+            result = await self.store.hit(f"{key[0]}:{event}", limit, self.config.rate_window)
         except StoreUnavailable as exc:
             self.metrics.inc("realtime_store_errors_total")
             logger.warning("store unavailable for rate limit: %s", exc)
@@ -291,32 +419,41 @@ class Gateway:
             return False
         if result.allowed:
             return True
-        self.metrics.inc("realtime_rate_limit_hits_total", event=event)
-        socket.emit("rate-limit-exceeded", {"event": event, "limit": limit,
-                                            "resetTime": result.reset_at})
-        if ack is not None:
-            ack({"success": False, "error": "Rate limit exceeded"})
+        # Over the fleet-wide limit (other processes counted too): refuse locally until
+        # the shared window ends.
+        wait = max(0.0, result.reset_at / 1000 - time.time())
+        self._buckets.refuse_until(key, time.monotonic() + wait)
+        self._rate_limited(socket, event, ack, limit, result.reset_at)
         return False
 
-    def _refuse(
-        self, socket: Socket, event: str, ack: Callable[..., None] | None, message: str
+    def _rate_limited(
+        self, socket: Socket, event: str, ack: Callable[..., None] | None, limit: int,
+        reset_at: int,
     ) -> None:
+        self.metrics.inc("realtime_rate_limit_hits_total", event=event)
+        socket.emit("rate-limit-exceeded", {"event": event, "limit": limit,
+                                            "resetTime": reset_at})
         if ack is not None:
-            ack({"success": False, "error": message})
-        else:
-            socket.emit("error", {"event": event, "message": message})
+            ack({"success": False, "error": "Rate limit exceeded"})
 
-    def _unknown_event(
+    def _refuse(
+        self, socket: Socket, event: str, ack: Callable[..., None] | None, message: str,
+        code: str | None = None,
+    ) -> None:
+        # New refusals carry a machine-readable ``code``; the seed's ones keep their shape.
+        extra = {"code": code} if code is not None else {}
+        if ack is not None:
+            ack({"success": False, "error": message, **extra})
+        else:
+            socket.emit("error", {"event": event, "message": message, **extra})
+
+    async def _unknown_event(
         self, socket: Socket, event: Any, ack: Callable[..., None] | None
     ) -> None:
         self.metrics.inc("realtime_events_total", event="unknown")
-
-        async def refuse() -> None:
-            if await self._within_rate_limit(socket, "default", ack):
-                self.metrics.inc("realtime_rejections_total", reason="unknown_event")
-                self._refuse(socket, str(event)[:128], ack, "Unknown event")
-
-        self.io.engine.spawn(refuse())
+        if await self._within_rate_limit(socket, "default", ack):
+            self.metrics.inc("realtime_rejections_total", reason="unknown_event")
+            self._refuse(socket, str(event)[:128], ack, "Unknown event")
 
     # ------------------------------------------------------------------ token expiry
 
@@ -394,17 +531,24 @@ class Gateway:
 
     # ------------------------------------------------------------------ private messages
 
-    def _validate_message(self, payload: Any) -> dict[str, str]:
+    def _validate_message(self, payload: Any) -> dict[str, str | None]:
         data = _object(payload)
         target = _text(data, "targetUserId", maximum=128)
         text = _text(data, "message", maximum=1000)
         assert target is not None and text is not None
+        client_id = data.get("clientMessageId")
+        if client_id is not None and (
+            not isinstance(client_id, str) or not CLIENT_MESSAGE_ID.match(client_id)
+        ):
+            raise Refusal("clientMessageId must be 1 to 64 letters, digits, _ or -")
         lowered = text.lower()
         if any(word in lowered for word in self.config.banned_words):
             raise Refusal("Inappropriate content detected", "banned_words")
-        return {"targetUserId": target, "message": text}
+        return {"targetUserId": target, "message": text, "clientMessageId": client_id}
 
-    async def _private_message(self, socket: Socket, data: dict[str, str]) -> dict[str, Any]:
+    async def _private_message(
+        self, socket: Socket, data: dict[str, Any]
+    ) -> tuple[dict[str, Any], Callable[[], Awaitable[None]]] | dict[str, Any]:
         sender: str = socket.data["userId"]
         target = data["targetUserId"]
         timestamp = iso_now()
@@ -415,45 +559,121 @@ class Gateway:
             "message": data["message"],
             "timestamp": timestamp,
         }
+        # A retry of the same clientMessageId gets the first answer instead of a second
+        # copy; the fingerprint tells a retry from a different message reusing the id.
+        dedupe: Dedupe | None = None
+        fingerprint = ""
+        if data.get("clientMessageId"):
+            fingerprint = hashlib.blake2b(
+                f"{target}\0{data['message']}".encode("utf-8", "surrogatepass"),
+                digest_size=8).hexdigest()
+            dedupe = Dedupe(f"{sender}:{data['clientMessageId']}",
+                            f"{message['id']}:{fingerprint}", CLIENT_MESSAGE_ID_TTL)
         # Stored first, deleted when a device of the target acks it: nothing is lost if
-        # the target is offline or drops before the packet arrives.
-        dropped = await self.store.store_message(target, message, self.config.max_stored_messages)
+        # the target is offline or drops before the packet arrives. Never evicts: a full
+        # inbox refuses, and the sender learns it.
+        result = await self.store.store_message(target, message, self.inbox_policy, dedupe)
+        if result.status == DUPLICATE:
+            first_id, _, first_fingerprint = (result.previous or "").partition(":")
+            if first_fingerprint != fingerprint:
+                raise Refusal("clientMessageId was already used for another message",
+                              "client_message_id_reused", "CLIENT_MESSAGE_ID_REUSED")
+            self.metrics.inc("realtime_duplicate_messages_total")
+            return {"id": first_id}
+        if result.status == INBOX_FULL:
+            self.metrics.inc("realtime_stored_messages_refused_total", reason="inbox_full")
+            raise Refusal("Inbox full", "inbox_full", "INBOX_FULL")
+        if result.status == SENDER_LIMIT:
+            self.metrics.inc("realtime_stored_messages_refused_total", reason="sender_limit")
+            raise Refusal("Too many undelivered messages to this user", "inbox_sender_limit",
+                          "INBOX_SENDER_LIMIT")
+        # Stored: from here on the answer is success.
         self.metrics.inc("realtime_stored_messages_total")
-        if dropped:
-            self.metrics.inc("realtime_stored_messages_dropped_total", dropped)
-            logger.warning("inbox of %s full: dropped %d oldest messages", target, dropped)
-        await self.store.record_minute({"messages:private-message": 1}, sender)
-        self.io.engine.spawn(self._deliver(target, message))
+        await self._deliver(target, message, result.seq)
         socket.emit("message-sent", {"id": message["id"], "targetUserId": target,
                                      "message": data["message"], "timestamp": timestamp})
-        return {"id": message["id"]}
 
-    async def _deliver(self, target: str, message: dict[str, Any]) -> None:
+        # Statistics after the answer, and they cannot change it: a failure there must not
+        # tell the sender that a stored message was not sent (a retry would duplicate it).
+        return {"id": message["id"]}, lambda: self._record_minute(
+            {"messages:private-message": 1}, sender)
+
+    async def _deliver(self, target: str, message: dict[str, Any], seq: int) -> None:
         # Each device gets its own ack callback: the first device to ack deletes the
         # stored copy. A target with no device online gets it on its next connection.
         sockets = await self.io.in_(user_room(target)).fetch_sockets()
+        sent = 0
         for socket in sockets:
+            state: _SocketState | None = socket.data.get(STATE)
+            if state is None or seq <= state.cursor:
+                continue  # the replay of stored messages has sent it already
+            if not state.replayed:
+                if message["id"] in state.live:
+                    continue
+                if len(state.live) >= self.config.max_stored_messages:
+                    # A socket that keeps the replay waiting while live messages pile up:
+                    # stop its replay (the rest comes on its next connection).
+                    state.replayed = True
+                    state.live.clear()
+                else:
+                    state.live[message["id"]] = seq
             self._send_stored(socket, target, message)
-        self.metrics.inc("realtime_broadcast_deliveries_total", len(sockets))
+            sent += 1
+        self.metrics.inc("realtime_broadcast_deliveries_total", sent)
+
+    async def _replay(self, socket: Socket, user_id: str) -> None:
+        """Send this socket the next page of its stored messages."""
+        state: _SocketState = socket.data[STATE]
+        page_size = self.config.inbox_page_size
+        while not state.replayed and not state.reading and socket.connected:
+            state.reading = True
+            try:
+                rows = await self.store.inbox_page(user_id, state.cursor, page_size,
+                                                   self.inbox_policy.ttl)
+            finally:
+                state.reading = False
+            if state.replayed or not socket.connected:
+                return
+            last: str | None = None
+            for seq, message in rows:
+                state.cursor = max(state.cursor, seq)
+                if state.live.pop(message["id"], None) is None:  # else delivered live
+                    self._send_stored(socket, user_id, message)
+                    last = message["id"]
+            if len(rows) < page_size:
+                state.replayed = True
+                state.live.clear()
+                return
+            if state.live:
+                state.live = {i: q for i, q in state.live.items() if q > state.cursor}
+            if last is not None:
+                state.awaiting = last  # the next page after the client acks this one
+                return
 
     def _send_stored(self, socket: Socket, user_id: str, message: dict[str, Any]) -> None:
         message_id = message["id"]
-        # A message sent while the connection is being set up arrives live and also
-        # from the inbox: each socket gets each message once.
-        delivered: set[str] = socket.data.setdefault("_deliveredMessageIds", set())
-        if message_id in delivered:
-            return
-        delivered.add(message_id)
         socket.emit("private-message", message,
-                    callback=lambda *_: self.io.engine.spawn(self._ack_stored(user_id, message_id)))
+                    callback=lambda *_: self.io.engine.spawn(
+                        self._ack_stored(socket, user_id, message_id)))
 
-    async def _ack_stored(self, user_id: str, message_id: str) -> None:
+    async def _ack_stored(self, socket: Socket, user_id: str, message_id: str) -> None:
+        # One task per ack of a message we sent (at most a page plus the live messages
+        # the inbox holds); the client cannot make more than that.
         try:
             await self.store.ack_message(user_id, message_id)
         except StoreUnavailable as exc:
             # Not lost: it stays stored and is delivered again on the next connection.
             self.metrics.inc("realtime_store_errors_total")
             logger.warning("could not delete delivered message %s: %s", message_id, exc)
+        state: _SocketState | None = socket.data.get(STATE)
+        if state is not None and state.awaiting == message_id:
+            state.awaiting = None
+            try:
+                await self._replay(socket, user_id)
+            except StoreUnavailable as exc:
+                # The rest of the inbox comes on the next connection.
+                self.metrics.inc("realtime_store_errors_total")
+                logger.warning("store unavailable replaying to %s: %s", user_id, exc)
 
     # ------------------------------------------------------------------ music sync
 

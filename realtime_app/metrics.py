@@ -18,12 +18,17 @@ _HELP = {
     "realtime_rejections_total": ("counter", "Refused handshakes and events, by reason"),
     "realtime_rate_limit_hits_total": ("counter", "Events dropped by the rate limit"),
     "realtime_stored_messages_total": ("counter", "Private messages stored for delivery"),
-    "realtime_stored_messages_dropped_total": (
-        "counter", "Stored messages dropped because an inbox was full"),
+    "realtime_stored_messages_refused_total": (
+        "counter", "Private messages refused because the target's inbox (or the sender's "
+        "share of it) was full, by reason"),
+    "realtime_duplicate_messages_total": (
+        "counter", "Private messages retried with a known clientMessageId, not stored again"),
     "realtime_broadcast_deliveries_total": ("counter", "Packets delivered by broadcasts"),
     "realtime_store_errors_total": ("counter", "Operations that failed on the store"),
     "realtime_token_expirations_total": (
         "counter", "Sockets disconnected because their token expired"),
+    "realtime_stats_errors_total": (
+        "counter", "Per-minute statistics not recorded (best effort, never an answer)"),
 }
 
 

@@ -8,17 +8,34 @@ must be atomic is one Lua script, so one round trip.
 
 from __future__ import annotations
 
+import json
 import time
+from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
 
-__all__ = ["MemoryStore", "RateResult", "RedisStore", "Store", "StoreUnavailable"]
+__all__ = [
+    "Dedupe", "InboxPolicy", "MemoryStore", "RateResult", "RedisStore", "Store", "StoreResult",
+    "StoreUnavailable",
+]
 
 MINUTE_KEY_TTL = 3600  # per-minute statistics are kept for an hour
 MUSIC_STATE_TTL = 24 * 3600
+#: Expired stored messages deleted per write at most: the work of one call stays bounded
+#: (in Redis the inbox keys' own TTL clears whatever is left).
+PRUNE_BATCH = 200
+#: Messages per round trip when a whole inbox is read (a Lua ``unpack`` stays far below
+#: its ~8,000 values limit).
+READ_BATCH = 1000
+
+#: :class:`StoreResult` statuses.
+STORED = "stored"
+DUPLICATE = "duplicate"
+INBOX_FULL = "inbox_full"
+SENDER_LIMIT = "sender_limit"
 
 
 class StoreUnavailable(Exception):
@@ -31,6 +48,36 @@ class RateResult:
     count: int
     #: When the window ends, in milliseconds since the epoch.
     reset_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class InboxPolicy:
+    """What one inbox may hold: ``limit`` messages, ``per_sender`` of them from one sender,
+    each for ``ttl`` seconds."""
+
+    limit: int
+    per_sender: int
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class Dedupe:
+    """Store a message only if ``key`` is new; remember ``value`` under it for ``ttl`` s."""
+
+    key: str
+    value: str
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    #: STORED, DUPLICATE (``previous`` holds the first call's Dedupe.value), INBOX_FULL or
+    #: SENDER_LIMIT (nothing stored).
+    status: str
+    #: Position of a STORED message in its inbox: increasing, never reused; also its time
+    #: of storage in microseconds since the epoch (or a little later under bursts).
+    seq: int = 0
+    previous: str | None = None
 
 
 def now_ms() -> int:
@@ -63,12 +110,26 @@ class Store(Protocol):
 
     async def hit(self, key: str, limit: int, window: float) -> RateResult: ...
 
-    # undelivered private messages, oldest first
-    async def store_message(self, user_id: str, message: dict[str, Any], limit: int) -> int:
-        """Append; returns how many old messages were dropped to stay within ``limit``."""
+    # undelivered private messages, oldest first; ``message`` has "id" and "senderId"
+    async def store_message(
+        self, user_id: str, message: dict[str, Any], policy: InboxPolicy,
+        dedupe: Dedupe | None = None,
+    ) -> StoreResult:
+        """Append unless the inbox or the sender's share of it is full (never evicts)."""
         ...
 
-    async def pending_messages(self, user_id: str) -> list[dict[str, Any]]: ...
+    async def inbox_page(
+        self, user_id: str, after: int, count: int, ttl: float | None = None
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Up to ``count`` (seq, message) with seq > ``after``, oldest first; with ``ttl``,
+        messages older than ``ttl`` seconds are left out."""
+        ...
+
+    async def pending_messages(
+        self, user_id: str, ttl: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Every stored message, oldest first (read page by page, whatever the size)."""
+        ...
 
     async def ack_message(self, user_id: str, message_id: str) -> bool: ...
 
@@ -92,16 +153,103 @@ class Store(Protocol):
 # ====================================================================== memory
 
 
+def expiry_cutoff(ttl: float) -> int:
+    """The seq below which a stored message is older than ``ttl`` seconds."""
+    return (now_ms() - int(ttl * 1000)) * 1000
+
+
+def next_seq(last: int) -> int:
+    # Increasing, and close to the time of storage in microseconds, so that a seq is both
+    # the inbox order and the message's age (see StoreResult.seq).
+    return max(last + 1, now_ms() * 1000)
+
+
+class _MemoryInbox:
+    """One user's stored messages in seq order, with per-sender counts.
+
+    Deleted ids stay in ``order`` until more than half of it is dead (amortised O(1));
+    ``seqs`` is parallel to ``order`` for the bisection of a page.
+    """
+
+    __slots__ = ("head", "messages", "order", "senders", "seqs", "written")
+
+    def __init__(self) -> None:
+        self.messages: dict[str, tuple[int, str, dict[str, Any]]] = {}
+        self.order: list[str] = []
+        self.seqs: list[int] = []
+        self.head = 0  # order[:head] are all deleted
+        self.senders: dict[str, int] = {}
+        self.written = 0.0
+
+    def add(self, message: dict[str, Any], sender: str, seq: int) -> None:
+        message_id = str(message["id"])
+        self.messages[message_id] = (seq, sender, message)
+        self.order.append(message_id)
+        self.seqs.append(seq)
+        self.senders[sender] = self.senders.get(sender, 0) + 1
+        self.written = time.time()
+
+    def remove(self, message_id: str) -> bool:
+        entry = self.messages.pop(message_id, None)
+        if entry is None:
+            return False
+        sender = entry[1]
+        left = self.senders[sender] - 1
+        if left:
+            self.senders[sender] = left
+        else:
+            del self.senders[sender]
+        dead = len(self.order) - len(self.messages)
+        if dead > 64 and dead * 2 > len(self.order):
+            self.order = [i for i in self.order if i in self.messages]
+            self.seqs = [self.messages[i][0] for i in self.order]
+            self.head = 0
+        return True
+
+    def _live(self, index: int) -> bool:
+        entry = self.messages.get(self.order[index])
+        return entry is not None and entry[0] == self.seqs[index]
+
+    def prune(self, cutoff: int, budget: int) -> None:
+        while self.head < len(self.order) and budget > 0:
+            if not self._live(self.head):
+                self.head += 1
+                continue
+            if self.seqs[self.head] >= cutoff:
+                return
+            length = len(self.order)
+            self.remove(self.order[self.head])
+            budget -= 1
+            if len(self.order) == length:  # else compacted: head is 0 and order[0] is live
+                self.head += 1
+
+    def page(self, after: int, count: int) -> list[tuple[int, dict[str, Any]]]:
+        rows: list[tuple[int, dict[str, Any]]] = []
+        index = max(self.head, bisect_right(self.seqs, after))
+        while index < len(self.order) and len(rows) < count:
+            if self._live(index):
+                rows.append((self.seqs[index], self.messages[self.order[index]][2]))
+            index += 1
+        return rows
+
+
+
 class MemoryStore:
     """Exact, single-process store. Everything is lost when the process stops."""
 
     def __init__(self) -> None:
         self._presence: dict[str, dict[str, float]] = {}
         self._windows: dict[str, tuple[int, int]] = {}
-        self._inbox: dict[str, OrderedDict[str, dict[str, Any]]] = {}
+        # Least recently written first: whole inboxes past their TTL are at the front.
+        self._inbox: OrderedDict[str, _MemoryInbox] = OrderedDict()
+        self._dedupe: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        # One counter for all inboxes: a seq is never given out twice, even after an
+        # inbox emptied and was deleted (sockets compare seqs with what they replayed).
+        self._last_seq = 0
         self._followers: dict[str, set[str]] = {}
         self._following: dict[str, set[str]] = {}
-        self._music: dict[str, tuple[float, dict[str, Any]]] = {}
+        # Least recently written first (all expire MUSIC_STATE_TTL after their write).
+        self._music: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
         self._minutes: dict[tuple[str, int], int] = {}
         self._active: dict[int, set[str]] = {}
 
@@ -159,24 +307,74 @@ class MemoryStore:
         self._windows[key] = (count, reset_at)
         return RateResult(count <= limit, count, reset_at)
 
-    async def store_message(self, user_id: str, message: dict[str, Any], limit: int) -> int:
-        inbox = self._inbox.setdefault(user_id, OrderedDict())
-        inbox[message["id"]] = message
-        dropped = 0
-        while len(inbox) > limit:
-            inbox.popitem(last=False)
-            dropped += 1
-        return dropped
+    async def store_message(
+        self, user_id: str, message: dict[str, Any], policy: InboxPolicy,
+        dedupe: Dedupe | None = None,
+    ) -> StoreResult:
+        now = time.monotonic()
+        self._prune_dedupe(now)
+        if dedupe is not None:
+            entry = self._dedupe.get(dedupe.key)
+            if entry is not None and entry[0] > now:
+                return StoreResult(DUPLICATE, previous=entry[1])
+        self._prune_inboxes(policy.ttl)
+        inbox = self._inbox.get(user_id) or _MemoryInbox()
+        inbox.prune(expiry_cutoff(policy.ttl), PRUNE_BATCH)
+        sender = str(message["senderId"])
+        if len(inbox.messages) >= policy.limit:
+            return StoreResult(INBOX_FULL)
+        if inbox.senders.get(sender, 0) >= policy.per_sender:
+            return StoreResult(SENDER_LIMIT)
+        seq = self._last_seq = next_seq(self._last_seq)
+        inbox.add(message, sender, seq)
+        self._inbox[user_id] = inbox
+        self._inbox.move_to_end(user_id)  # most recently written last
+        if dedupe is not None:
+            self._dedupe[dedupe.key] = (now + dedupe.ttl, dedupe.value)
+            self._dedupe.move_to_end(dedupe.key)
+        return StoreResult(STORED, seq)
 
-    async def pending_messages(self, user_id: str) -> list[dict[str, Any]]:
-        return list(self._inbox.get(user_id, {}).values())
+    def _prune_dedupe(self, now: float) -> None:
+        # Bounded work per call; entries expire in insertion order for a constant TTL.
+        for _ in range(10):
+            if not self._dedupe:
+                return
+            key, (expiry, _value) = next(iter(self._dedupe.items()))
+            if expiry > now:
+                return
+            del self._dedupe[key]
+
+    def _prune_inboxes(self, ttl: float) -> None:
+        # An inbox last written more than ``ttl`` ago holds only expired messages: the
+        # inboxes of made-up user ids go away without anyone reading them.
+        deadline = time.time() - ttl
+        for _ in range(10):
+            if not self._inbox:
+                return
+            user_id, inbox = next(iter(self._inbox.items()))
+            if inbox.written > deadline:
+                return
+            del self._inbox[user_id]
+
+    async def inbox_page(
+        self, user_id: str, after: int, count: int, ttl: float | None = None
+    ) -> list[tuple[int, dict[str, Any]]]:
+        inbox = self._inbox.get(user_id)
+        if inbox is None:
+            return []
+        floor = after if ttl is None else max(after, expiry_cutoff(ttl) - 1)
+        return inbox.page(floor, count)
+
+    async def pending_messages(
+        self, user_id: str, ttl: float | None = None
+    ) -> list[dict[str, Any]]:
+        return [m for _, m in await self.inbox_page(user_id, 0, 1 << 62, ttl)]
 
     async def ack_message(self, user_id: str, message_id: str) -> bool:
         inbox = self._inbox.get(user_id)
-        if inbox is None or message_id not in inbox:
+        if inbox is None or not inbox.remove(message_id):
             return False
-        del inbox[message_id]
-        if not inbox:
+        if not inbox.messages:
             del self._inbox[user_id]
         return True
 
@@ -199,7 +397,17 @@ class MemoryStore:
         return sorted(self._following.get(user_id, ()))
 
     async def set_music_state(self, room: str, state: dict[str, Any]) -> None:
-        self._music[room] = (time.monotonic() + MUSIC_STATE_TTL, state)
+        now = time.monotonic()
+        # Rooms nobody reads again would stay forever: drop a few expired ones per write.
+        for _ in range(10):
+            if not self._music:
+                break
+            oldest, (expiry, _state) = next(iter(self._music.items()))
+            if expiry > now:
+                break
+            del self._music[oldest]
+        self._music.pop(room, None)
+        self._music[room] = (now + MUSIC_STATE_TTL, state)
 
     async def get_music_state(self, room: str) -> dict[str, Any] | None:
         entry = self._music.get(room)
@@ -265,35 +473,94 @@ end
 return {count, ttl}
 """
 
-_STORE_MESSAGE = """
-redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-local dropped = 0
-while redis.call('LLEN', KEYS[1]) > tonumber(ARGV[3]) do
-  local old = redis.call('LPOP', KEYS[1])
-  redis.call('HDEL', KEYS[2], old)
-  dropped = dropped + 1
+# An inbox is five keys: order (sorted set, id by seq), messages (hash id -> JSON), from
+# (hash id -> sender), senders (hash sender -> count) and seq (the last seq given out).
+# Every write sets all five to expire STORED_MESSAGE_TTL later: an inbox nobody writes to
+# any more disappears whole, made-up user ids included.
+_FORGET = """
+local function forget(id)
+  if redis.call('ZREM', KEYS[1], id) == 0 then return 0 end
+  redis.call('HDEL', KEYS[2], id)
+  local sender = redis.call('HGET', KEYS[3], id)
+  if sender then
+    redis.call('HDEL', KEYS[3], id)
+    if redis.call('HINCRBY', KEYS[4], sender, -1) <= 0 then
+      redis.call('HDEL', KEYS[4], sender)
+    end
+  end
+  return 1
 end
-return dropped
 """
 
-_PENDING = """
-local ids = redis.call('LRANGE', KEYS[1], 0, -1)
-if #ids == 0 then return {} end
-return redis.call('HMGET', KEYS[2], unpack(ids))
+# KEYS: order, messages, from, senders, seq[, dedupe]
+# ARGV: id, json, sender, limit, per sender, ttl ms, now us, expiry cutoff,
+#       prune batch[, dedupe value, dedupe ttl ms]
+_STORE_MESSAGE = _FORGET + """
+if KEYS[6] then
+  local previous = redis.call('GET', KEYS[6])
+  if previous then return {'duplicate', previous} end
+end
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[8],
+                           'LIMIT', 0, ARGV[9])
+for _, id in ipairs(expired) do forget(id) end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return {'inbox_full', ''} end
+if tonumber(redis.call('HGET', KEYS[4], ARGV[3]) or '0') >= tonumber(ARGV[5]) then
+  return {'sender_limit', ''}
+end
+local seq = tonumber(redis.call('GET', KEYS[5]) or '0') + 1
+local now = tonumber(ARGV[7])
+if now > seq then seq = now end
+seq = string.format('%.0f', seq)
+redis.call('SET', KEYS[5], seq, 'PX', ARGV[6])
+redis.call('ZADD', KEYS[1], seq, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
+for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
+if KEYS[6] then redis.call('SET', KEYS[6], ARGV[10], 'PX', ARGV[11]) end
+return {'stored', seq}
 """
 
-_ACK = """
-local n = redis.call('LREM', KEYS[1], 1, ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-return n
+# KEYS: order, messages; ARGV: exclusive lower seq, count. A page, never the whole inbox:
+# unpack() of more than ~8,000 values fails.
+_PAGE = """
+local rows = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES',
+                        'LIMIT', 0, ARGV[2])
+if #rows == 0 then return {} end
+local ids = {}
+for i = 1, #rows, 2 do ids[#ids + 1] = rows[i] end
+local bodies = redis.call('HMGET', KEYS[2], unpack(ids))
+local out = {}
+for i = 1, #ids do
+  out[#out + 1] = rows[2 * i]
+  out[#out + 1] = bodies[i] or ''
+end
+return out
 """
+
+# KEYS: order, messages, from, senders; ARGV: id
+_ACK = _FORGET + """
+return forget(ARGV[1])
+"""
+
+
+def _dump_message(message: dict[str, Any]) -> str:
+    # ASCII JSON: a lone surrogate (half an emoji a browser sent) survives as its escape,
+    # where orjson and UTF-8 would refuse it.
+    return json.dumps(message, ensure_ascii=True, separators=(",", ":"))
+
+
+def _load_message(value: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(value)
+    return loaded
 
 
 class RedisStore:
     """Shared store on Redis (redis-py asyncio). Keys all start with ``prefix``."""
 
-    def __init__(self, url: str, prefix: str = "rt:", *, timeout: float = 2.0) -> None:
+    def __init__(
+        self, url: str, prefix: str = "rt:", *, timeout: float = 2.0, pool_size: int = 50
+    ) -> None:
         import redis.asyncio as aioredis
         from redis.exceptions import RedisError
 
@@ -303,8 +570,12 @@ class RedisStore:
         from redis.backoff import NoBackoff
         from redis.exceptions import ConnectionError as RedisConnectionError
 
-        self.redis = aioredis.from_url(
+        # Bounded, and a burst waits for a free connection (up to ``timeout``) instead of
+        # failing with "Too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=pool_size,
+            timeout=timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             health_check_interval=10,
@@ -313,11 +584,12 @@ class RedisStore:
             retry=Retry(NoBackoff(), 1),
             retry_on_error=[RedisConnectionError],
         )
+        self.redis = aioredis.Redis.from_pool(pool)
         self._add = self.redis.register_script(_ADD_CONNECTION)
         self._remove = self.redis.register_script(_REMOVE_CONNECTION)
         self._hit = self.redis.register_script(_HIT)
         self._store = self.redis.register_script(_STORE_MESSAGE)
-        self._pending = self.redis.register_script(_PENDING)
+        self._page = self.redis.register_script(_PAGE)
         self._ack = self.redis.register_script(_ACK)
 
     def _key(self, *parts: str) -> str:
@@ -386,23 +658,58 @@ class RedisStore:
         )
         return RateResult(int(count) <= limit, int(count), now_ms() + int(ttl))
 
-    async def store_message(self, user_id: str, message: dict[str, Any], limit: int) -> int:
-        dropped = await self._run(self._store(
-            keys=[self._key("inbox", user_id, "ids"), self._key("inbox", user_id, "messages")],
-            args=[message["id"], orjson.dumps(message).decode(), limit],
-        ))
-        return int(dropped)
+    def _inbox_keys(self, user_id: str) -> list[str]:
+        return [self._key("inbox", user_id, part)
+                # "order", not the list "ids" of earlier versions: a key of another type
+                # would fail every call on that inbox (WRONGTYPE).
+                for part in ("order", "messages", "from", "senders", "seq")]
 
-    async def pending_messages(self, user_id: str) -> list[dict[str, Any]]:
-        values = await self._run(self._pending(
-            keys=[self._key("inbox", user_id, "ids"), self._key("inbox", user_id, "messages")],
+    async def store_message(
+        self, user_id: str, message: dict[str, Any], policy: InboxPolicy,
+        dedupe: Dedupe | None = None,
+    ) -> StoreResult:
+        keys = self._inbox_keys(user_id)
+        ttl_ms = max(1, int(policy.ttl * 1000))
+        args: list[Any] = [
+            message["id"], _dump_message(message), str(message["senderId"]), policy.limit,
+            policy.per_sender, ttl_ms, now_ms() * 1000, expiry_cutoff(policy.ttl),
+            PRUNE_BATCH,
+        ]
+        if dedupe is not None:
+            keys.append(self._key("dedupe", dedupe.key))
+            args += [dedupe.value, max(1, int(dedupe.ttl * 1000))]
+        status, value = await self._run(self._store(keys=keys, args=args))
+        if status == STORED:
+            return StoreResult(STORED, int(value))
+        if status == DUPLICATE:
+            return StoreResult(DUPLICATE, previous=value)
+        return StoreResult(status)
+
+    async def inbox_page(
+        self, user_id: str, after: int, count: int, ttl: float | None = None
+    ) -> list[tuple[int, dict[str, Any]]]:
+        floor = after if ttl is None else max(after, expiry_cutoff(ttl) - 1)
+        rows = await self._run(self._page(
+            keys=self._inbox_keys(user_id)[:2], args=[floor, count],
         ))
-        return [orjson.loads(v) for v in values if v]
+        return [(int(float(rows[i])), _load_message(rows[i + 1]))
+                for i in range(0, len(rows), 2) if rows[i + 1]]
+
+    async def pending_messages(
+        self, user_id: str, ttl: float | None = None
+    ) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            rows = await self.inbox_page(user_id, after, READ_BATCH, ttl)
+            messages += [m for _, m in rows]
+            if len(rows) < READ_BATCH:
+                return messages
+            after = rows[-1][0]
 
     async def ack_message(self, user_id: str, message_id: str) -> bool:
         removed = await self._run(self._ack(
-            keys=[self._key("inbox", user_id, "ids"), self._key("inbox", user_id, "messages")],
-            args=[message_id],
+            keys=self._inbox_keys(user_id)[:4], args=[message_id],
         ))
         return bool(removed)
 

@@ -274,7 +274,7 @@ async def test_metrics_text(gw: Harness) -> None:
         'realtime_rejections_total{reason="banned_words"} 1',
         "realtime_rate_limit_hits_total 0",
         "realtime_stored_messages_total 0",
-        "realtime_stored_messages_dropped_total 0",
+        "realtime_stored_messages_refused_total 0",
         "realtime_store_errors_total 0",
         "# TYPE realtime_connected_sockets gauge",
         "realtime_connected_sockets 1",

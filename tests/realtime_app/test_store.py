@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from realtime_app.store import (
+    STORED,
+    InboxPolicy,
     MemoryStore,
     RedisStore,
     Store,
@@ -34,6 +36,9 @@ async def store(
     redis_store = RedisStore(REDIS_URL, redis_prefix)
     yield redis_store
     await redis_store.close()
+
+
+POLICY = InboxPolicy(limit=10, per_sender=10, ttl=3600)
 
 
 def message(n: int) -> dict[str, Any]:
@@ -142,7 +147,7 @@ async def test_rate_limit_window_counts_and_resets(store: Any) -> None:
 async def test_inbox_keeps_order_and_acks_by_id(store: Any) -> None:
     assert await store.pending_messages("bob") == []
     for n in range(4):
-        assert await store.store_message("bob", message(n), 10) == 0
+        assert (await store.store_message("bob", message(n), POLICY)).status == STORED
     assert await store.pending_messages("bob") == [message(n) for n in range(4)]
     assert await store.ack_message("bob", "m1") is True
     assert await store.ack_message("bob", "m1") is False  # once
@@ -154,19 +159,9 @@ async def test_inbox_keeps_order_and_acks_by_id(store: Any) -> None:
     assert await store.pending_messages("bob") == []
 
 
-async def test_inbox_limit_drops_oldest(store: Any) -> None:
-    dropped = [await store.store_message("bob", message(n), 3) for n in range(5)]
-    assert dropped == [0, 0, 0, 1, 1]
-    assert [m["id"] for m in await store.pending_messages("bob")] == ["m2", "m3", "m4"]
-    assert await store.ack_message("bob", "m0") is False  # dropped, gone
-    # a lower limit drops several at once
-    assert await store.store_message("bob", message(5), 1) == 3
-    assert [m["id"] for m in await store.pending_messages("bob")] == ["m5"]
-
-
 async def test_inbox_round_trips_unicode_and_nested_values(store: Any) -> None:
     odd = {**message(9), "message": "héllo 🎵 \"quoted\" \n newline", "extra": {"a": [1, None]}}
-    await store.store_message("bob", odd, 10)
+    await store.store_message("bob", odd, POLICY)
     assert await store.pending_messages("bob") == [odd]
 
 
@@ -243,7 +238,8 @@ async def test_redis_store_unreachable_raises_store_unavailable(redis_prefix: st
             unreachable.is_online("u"),
             unreachable.online_users(),
             unreachable.hit("k", 1, 1),
-            unreachable.store_message("u", message(1), 10),
+            unreachable.store_message("u", message(1), POLICY),
+            unreachable.inbox_page("u", 0, 10),
             unreachable.pending_messages("u"),
             unreachable.ack_message("u", "m1"),
             unreachable.follow("a", "b"),

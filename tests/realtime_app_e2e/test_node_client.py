@@ -298,17 +298,27 @@ def test_live_message_acked_by_one_device_is_not_redelivered(puppet: Puppet) -> 
     assert puppet.events("newer", "private-message") == []
 
 
-def test_stored_messages_are_capped() -> None:
+def test_full_inbox_refuses_and_drops_nothing() -> None:
     node = require_node()
-    env = {"JWT_SECRET": JWT_SECRET, "API_KEY": API_KEY, "MAX_STORED_MESSAGES": "2"}
+    env = {"JWT_SECRET": JWT_SECRET, "API_KEY": API_KEY, "MAX_STORED_MESSAGES": "2",
+           "MAX_STORED_MESSAGES_PER_SENDER": "2"}
     with running_gateway(env) as small:
         puppet = Puppet(node, small.url)
         try:
             target = unique_user("capped")
-            ids = _send_offline(puppet, target)
+            connect(puppet, "s", unique_user("sender"))
+            ids = []
+            for i in range(2):
+                ack = puppet.emit("s", "private-message",
+                                  {"targetUserId": target, "message": f"offline {i}"}, ack=True)
+                assert ack["success"] is True, ack
+                ids.append(ack["id"])
+            ack = puppet.emit("s", "private-message",
+                              {"targetUserId": target, "message": "offline 2"}, ack=True)
+            assert ack == {"success": False, "error": "Inbox full", "code": "INBOX_FULL"}
             connect(puppet, "t", target)
             got = [args[0]["id"] for args in puppet.wait("t", "private-message", 2)]
-            assert got == ids[1:]  # the oldest was dropped
+            assert got == ids  # nothing acked was dropped
             time.sleep(SETTLE)
             assert len(puppet.events("t", "private-message")) == 2
         finally:
