@@ -26,6 +26,7 @@ import jwt
 import socketio
 
 HOST = "127.0.0.1"
+ORIGIN = "http://localhost:5188"  # the gateway's FRONTEND_URL in the abuse suite
 SEND_INTERVAL = 0.05
 HEALTH_INTERVAL = 0.02
 ACK_TIMEOUT = 20.0
@@ -76,6 +77,7 @@ class Normal:
 
     async def connect(self, port: int) -> None:
         await self.sio.connect(f"http://{HOST}:{port}", auth={"token": token(self.user)},
+                               headers={"Origin": ORIGIN},
                                transports=[self.transport], wait_timeout=20)
 
 

@@ -35,6 +35,9 @@ API_KEY = "abuse-api-key-0123456789abcdef"
 HOST = "127.0.0.1"
 ATTACKER_ADDR = "127.0.0.2"
 SIO_PATH = "/socket.io/"
+#: Every client here says it comes from the allowed page, as a browser would: a server
+#: that refuses other origins (issue 8, item 13) must still serve them.
+ORIGIN = "http://localhost:5188"
 STARTUP_TIMEOUT = 20.0
 MIB = 1024 * 1024
 
@@ -46,6 +49,7 @@ BASE_ENV: dict[str, str] = {
     "API_KEY": API_KEY,
     "DEV_MODE": "1",
     "HOST": HOST,
+    "FRONTEND_URL": ORIGIN,
     "LOG_LEVEL": "INFO",
     "RATE_LIMIT_PRIVATE_MESSAGE": "2000",
 }
@@ -267,7 +271,7 @@ class HttpConnection:
             await self._connect()
         assert self._reader is not None and self._writer is not None
         conn = self._conn
-        all_headers = [("Host", f"{HOST}:{self.port}"), *headers]
+        all_headers = [("Host", f"{HOST}:{self.port}"), ("Origin", ORIGIN), *headers]
         if body or method in ("POST", "PUT"):
             all_headers.append(("Content-Length", str(len(body))))
         data = conn.send(h11.Request(method=method, target=target, headers=all_headers))
@@ -439,7 +443,7 @@ async def ws_read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 def upgrade_request(port: int, path: str = f"{SIO_PATH}?EIO=4&transport=websocket") -> bytes:
     key = base64.b64encode(os.urandom(16)).decode()
     return (f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nOrigin: {ORIGIN}\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n").encode()
 
 

@@ -22,6 +22,7 @@ from .conftest import FULL, NORMAL_CLIENTS, Harness
 from .support import (
     API_KEY,
     HOST,
+    ORIGIN,
     SIO_PATH,
     HttpConnection,
     PollingSession,
@@ -97,7 +98,8 @@ async def _polling_flood(h: Harness, packet: str, count: int) -> None:
     await h.end()
     h.record["packets_back"] = seen[0]
     h.record["payload_bytes"] = len(payload)
-    assert status == 200, f"the flood POST was not answered: {status} {body[:200]!r}"
+    # Answered is what matters (held until the handlers drain, or refused): not 200 only.
+    assert status, f"the flood POST was not answered: {body[:200]!r}"
     h.assert_served()
 
 
@@ -482,7 +484,7 @@ def _oversized_post(port: int, sid: str) -> dict[str, str]:
     sock = blocking_connect(port)
     try:
         head = (f"POST {SIO_PATH}?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\n"
-                f"Host: {HOST}\r\nContent-Type: text/plain\r\n"
+                f"Host: {HOST}\r\nOrigin: {ORIGIN}\r\nContent-Type: text/plain\r\n"
                 f"Content-Length: {size}\r\n\r\n").encode()
         deadline = time.monotonic() + 20
         sent = send_all(sock, head + b"4" + b"a" * (size - 1), deadline)
@@ -590,7 +592,7 @@ async def test_lone_surrogate_does_not_disconnect(abuse: Harness) -> None:
     await target.wait_for(lambda: len(target.received("private-message")) >= 2, 3)
     h.record.update({
         "ack": str(answer)[:120], "disconnected": sender.closed.is_set(),
-        "close": f"{sender.close_code} {sender.close_reason}".strip(),
+        "close": sender.close_code or sender.close_reason or None,
         "echoed_escaped": any("\\ud83d" in raw for raw in target.raw_events)})
     await sender.close()
     await target.close()
