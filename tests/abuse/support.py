@@ -40,6 +40,8 @@ SIO_PATH = "/socket.io/"
 ORIGIN = "http://localhost:5188"
 STARTUP_TIMEOUT = 20.0
 MIB = 1024 * 1024
+#: Seconds a keep-alive connection is reused after its last answer.
+KEEPALIVE_REUSE = 2.0
 
 #: The gateway's environment in every test unless a test overrides a key. The
 #: private-message limit is above what the normal clients send in a test (about 20 a
@@ -252,6 +254,7 @@ class HttpConnection:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._conn = h11.Connection(h11.CLIENT)
+        self._last_used = 0.0
 
     async def _connect(self) -> None:
         self._reader, self._writer = await open_socket(self.port, local=self.local)
@@ -266,7 +269,10 @@ class HttpConnection:
     async def _request(
         self, method: str, target: str, body: bytes, headers: Iterable[tuple[str, str]],
     ) -> tuple[int, dict[str, str], bytes]:
-        if self._writer is None or self._conn.our_state is not h11.IDLE:
+        # A connection idle for a while may have been closed by the server's keep-alive
+        # timeout (5 s): a new one, as browsers do, rather than a reset to misread.
+        if (self._writer is None or self._conn.our_state is not h11.IDLE
+                or time.monotonic() - self._last_used > KEEPALIVE_REUSE):
             self.close()
             await self._connect()
         assert self._reader is not None and self._writer is not None
@@ -296,6 +302,7 @@ class HttpConnection:
                 break
             elif isinstance(event, h11.ConnectionClosed):
                 raise ConnectionError("connection closed before the response")
+        self._last_used = time.monotonic()
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
         else:
