@@ -49,7 +49,6 @@ KEEPALIVE_REUSE = 2.0
 BASE_ENV: dict[str, str] = {
     "JWT_SECRET": JWT_SECRET,
     "API_KEY": API_KEY,
-    "DEV_MODE": "1",
     "HOST": HOST,
     "FRONTEND_URL": ORIGIN,
     "LOG_LEVEL": "INFO",
