@@ -34,6 +34,7 @@ not a valid msgpack timestamp are refused, and integers keep their precision bey
 from __future__ import annotations
 
 import datetime as _dt
+import re
 import struct
 from typing import Any
 
@@ -74,6 +75,9 @@ _FLOAT32 = struct.Struct(">f")
 _FLOAT64 = struct.Struct(">d")
 _INT64 = struct.Struct(">q")
 _UNDEFINED: Any = object()  # notepack's undefined, while decoding
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+#: Bound on the surrogate fallback's recursion; msgpack refuses deeper data anyway (511).
+_ENCODE_DEPTH_LIMIT = 512
 
 
 def _load_msgpack() -> Any:
@@ -221,6 +225,28 @@ class _ExactDecoder:
         return out
 
 
+def _utf8_string(value: str) -> str:
+    """A str as UTF-8 can carry it: a surrogate pair becomes its character and a lone
+    surrogate U+FFFD, as Node's Buffer (and every UTF-8 encoder of JavaScript) writes it."""
+    return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def _replace_lone_surrogates(value: Any, depth: int) -> Any:
+    """A copy of packet data whose strings (map keys too) are valid UTF-8 text."""
+    if isinstance(value, str):
+        return value if _LONE_SURROGATE.search(value) is None else _utf8_string(value)
+    if isinstance(value, list | tuple | dict):
+        if depth <= 0:
+            raise ValueError("data nested too deeply")  # msgpack's own limit is lower
+        if isinstance(value, dict):
+            return {
+                _replace_lone_surrogates(key, depth - 1): _replace_lone_surrogates(item, depth - 1)
+                for key, item in value.items()
+            }
+        return [_replace_lone_surrogates(item, depth - 1) for item in value]
+    return value
+
+
 def _integer(value: Any) -> int | None:
     """A JavaScript integer (Number.isInteger): an int, or a float with an integral value."""
     if type(value) is int:
@@ -287,8 +313,13 @@ class MsgPackParser:
         if packet.id is not None:
             obj["id"] = packet.id
         try:
-            return [self._msgpack.packb(obj, use_bin_type=True, default=self._default)]
-        except (OverflowError, ValueError) as exc:  # int too big, nesting, lone surrogate
+            try:
+                return [self._msgpack.packb(obj, use_bin_type=True, default=self._default)]
+            except UnicodeEncodeError:
+                # A lone surrogate: the slow path, only then (see _replace_lone_surrogates).
+                obj = _replace_lone_surrogates(obj, _ENCODE_DEPTH_LIMIT)
+                return [self._msgpack.packb(obj, use_bin_type=True, default=self._default)]
+        except (OverflowError, ValueError) as exc:  # int too big, nesting
             raise TypeError(f"cannot encode packet data: {exc}") from exc
 
     # ------------------------------------------------------------------ decoding
