@@ -16,6 +16,11 @@ this module follows:
   datetime, and a datetime is encoded that way (a naive one is taken as UTC);
 * any other ext is decoded as the list ``[type, bytes]``.
 
+A string holding a lone UTF-16 surrogate (which the JSON parser keeps) cannot be UTF-8: it is
+encoded with U+FFFD in its place, as Node's Buffer and notepack.io (for strings longer than 32
+code units; shorter ones it corrupts) do; invalid UTF-8 is decoded with U+FFFD, as
+``Buffer.toString`` does.
+
 Those forms differ only in the msgpack header (``c7 01 00 00`` is a one-byte ArrayBuffer,
 ``d4 00 00`` is undefined), which ``msgpack.unpackb`` does not report. So a message is
 decoded by ``msgpack`` (C) when it holds no ext value and only string map keys, which is the

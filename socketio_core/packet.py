@@ -3,6 +3,11 @@
 Encoding produces the Engine.IO messages of one packet: a text message, followed by one
 binary message per attachment. Decoding is incremental, because a packet with
 attachments arrives as several Engine.IO messages.
+
+Strings are JavaScript strings: a lone UTF-16 surrogate (``"\\ud83d"`` in the JSON, half an
+emoji) is decoded into the str as that code point and encoded back the way JSON.stringify
+writes it (``\\ud83d``, lowercase hex), as socket.io does. orjson does the work; the exact
+path below is taken only when orjson refuses.
 """
 
 from __future__ import annotations
