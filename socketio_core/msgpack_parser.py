@@ -16,6 +16,11 @@ this module follows:
   datetime, and a datetime is encoded that way (a naive one is taken as UTC);
 * any other ext is decoded as the list ``[type, bytes]``.
 
+A string holding a lone UTF-16 surrogate (which the JSON parser keeps) cannot be UTF-8: it is
+encoded with U+FFFD in its place, as Node's Buffer and notepack.io (for strings longer than 32
+code units; shorter ones it corrupts) do; invalid UTF-8 is decoded with U+FFFD, as
+``Buffer.toString`` does.
+
 Those forms differ only in the msgpack header (``c7 01 00 00`` is a one-byte ArrayBuffer,
 ``d4 00 00`` is undefined), which ``msgpack.unpackb`` does not report. So a message is
 decoded by ``msgpack`` (C) when it holds no ext value and only string map keys, which is the
@@ -34,6 +39,7 @@ not a valid msgpack timestamp are refused, and integers keep their precision bey
 from __future__ import annotations
 
 import datetime as _dt
+import re
 import struct
 from typing import Any
 
@@ -74,6 +80,9 @@ _FLOAT32 = struct.Struct(">f")
 _FLOAT64 = struct.Struct(">d")
 _INT64 = struct.Struct(">q")
 _UNDEFINED: Any = object()  # notepack's undefined, while decoding
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+#: Bound on the surrogate fallback's recursion; msgpack refuses deeper data anyway (511).
+_ENCODE_DEPTH_LIMIT = 512
 
 
 def _load_msgpack() -> Any:
@@ -221,6 +230,28 @@ class _ExactDecoder:
         return out
 
 
+def _utf8_string(value: str) -> str:
+    """A str as UTF-8 can carry it: a surrogate pair becomes its character and a lone
+    surrogate U+FFFD, as Node's Buffer (and every UTF-8 encoder of JavaScript) writes it."""
+    return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def _replace_lone_surrogates(value: Any, depth: int) -> Any:
+    """A copy of packet data whose strings (map keys too) are valid UTF-8 text."""
+    if isinstance(value, str):
+        return value if _LONE_SURROGATE.search(value) is None else _utf8_string(value)
+    if isinstance(value, list | tuple | dict):
+        if depth <= 0:
+            raise ValueError("data nested too deeply")  # msgpack's own limit is lower
+        if isinstance(value, dict):
+            return {
+                _replace_lone_surrogates(key, depth - 1): _replace_lone_surrogates(item, depth - 1)
+                for key, item in value.items()
+            }
+        return [_replace_lone_surrogates(item, depth - 1) for item in value]
+    return value
+
+
 def _integer(value: Any) -> int | None:
     """A JavaScript integer (Number.isInteger): an int, or a float with an integral value."""
     if type(value) is int:
@@ -287,8 +318,13 @@ class MsgPackParser:
         if packet.id is not None:
             obj["id"] = packet.id
         try:
-            return [self._msgpack.packb(obj, use_bin_type=True, default=self._default)]
-        except (OverflowError, ValueError) as exc:  # int too big, nesting, lone surrogate
+            try:
+                return [self._msgpack.packb(obj, use_bin_type=True, default=self._default)]
+            except UnicodeEncodeError:
+                # A lone surrogate: the slow path, only then (see _replace_lone_surrogates).
+                obj = _replace_lone_surrogates(obj, _ENCODE_DEPTH_LIMIT)
+                return [self._msgpack.packb(obj, use_bin_type=True, default=self._default)]
+        except (OverflowError, ValueError) as exc:  # int too big, nesting
             raise TypeError(f"cannot encode packet data: {exc}") from exc
 
     # ------------------------------------------------------------------ decoding

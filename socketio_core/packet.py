@@ -3,11 +3,18 @@
 Encoding produces the Engine.IO messages of one packet: a text message, followed by one
 binary message per attachment. Decoding is incremental, because a packet with
 attachments arrives as several Engine.IO messages.
+
+Strings are JavaScript strings: a lone UTF-16 surrogate (``"\\ud83d"`` in the JSON, half an
+emoji) is decoded into the str as that code point and encoded back the way JSON.stringify
+writes it (``\\ud83d``, lowercase hex), as socket.io does. orjson does the work; the exact
+path below is taken only when orjson refuses.
 """
 
 from __future__ import annotations
 
 import enum
+import json
+import math
 import re
 from typing import Any, Protocol
 
@@ -37,6 +44,99 @@ _DUMPS_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 class ProtocolError(ValueError):
     """The input is not a valid Socket.IO packet."""
+
+
+# ---------------------------------------------------------------------- lone surrogates
+#
+# JavaScript strings are UTF-16 and may hold a lone surrogate (half an emoji); every browser's
+# JSON.stringify writes one as an escape ("\ud83d") and socket.io accepts it and sends it back
+# the same way. orjson refuses lone surrogates both ways, so it stays the fast path and the
+# functions below are the exact path taken only when orjson refuses.
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# An escaped surrogate in JSON text: the only input the exact decoder is tried on.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+#: orjson's nesting limit when encoding; the exact encoder applies the same one.
+_MAX_ENCODE_DEPTH = 254
+_INT_MIN = -(2**63)
+_UINT_MAX = 2**64 - 1
+
+
+def _json_string(value: str) -> str:
+    """A str as JSON.stringify writes the JavaScript string with the same code units."""
+    if _LONE_SURROGATE.search(value) is None:
+        return orjson.dumps(value).decode()
+    # A high and a low surrogate next to each other are one character in JavaScript.
+    value = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+    parts = ['"']
+    pos = 0
+    for match in _LONE_SURROGATE.finditer(value):
+        parts.append(orjson.dumps(value[pos : match.start()]).decode()[1:-1])
+        parts.append(f"\\u{ord(match.group()):04x}")  # lowercase hex, like JSON.stringify
+        pos = match.end()
+    parts.append(orjson.dumps(value[pos:]).decode()[1:])
+    return "".join(parts)
+
+
+def _dumps_exact(value: Any, default: Any, depth: int = 0) -> str:
+    """orjson.dumps(value, default, OPT_NON_STR_KEYS), except that strings may hold lone
+    surrogates. Everything but str, list, tuple and dict is left to orjson."""
+    if isinstance(value, str):
+        return _json_string(value)
+    if isinstance(value, list | tuple | dict):
+        depth += 1
+        if depth > _MAX_ENCODE_DEPTH:
+            raise TypeError("Recursion limit reached")
+        if isinstance(value, dict):
+            items = []
+            for key, item in value.items():
+                if isinstance(key, str):
+                    name = _json_string(key)
+                else:  # orjson's conversion of a non-str key: '{"1":null}' -> '"1"'
+                    name = orjson.dumps({key: None}, option=_DUMPS_OPTIONS).decode()[1:-6]
+                items.append(f"{name}:{_dumps_exact(item, default, depth)}")
+            return "{" + ",".join(items) + "}"
+        return "[" + ",".join([_dumps_exact(item, default, depth) for item in value]) + "]"
+    return orjson.dumps(value, default=default, option=_DUMPS_OPTIONS).decode()
+
+
+def _exact_int(text: str) -> int | float:
+    # orjson reads an integer outside the 64-bit ranges as a float
+    if len(text) <= 21:
+        number = int(text)
+        if _INT_MIN <= number <= _UINT_MAX:
+            return number
+    return _exact_float(text)
+
+
+def _exact_float(text: str) -> float:
+    number = float(text)
+    if number in (math.inf, -math.inf):
+        raise ValueError("number is infinity when parsed as double")  # as orjson refuses it
+    return number
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"invalid JSON constant {name}")  # NaN, Infinity: orjson refuses them
+
+
+_EXACT_DECODER = json.JSONDecoder(
+    parse_int=_exact_int, parse_float=_exact_float, parse_constant=_refuse_constant
+)
+
+
+def _loads(body: str) -> Any:
+    """orjson.loads, and the json module for what orjson refuses only because of an escaped
+    lone surrogate (the json module keeps it in the str, as JSON.parse does)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        if _SURROGATE_ESCAPE.search(body) is None:
+            raise ProtocolError("invalid JSON payload") from None
+    try:
+        return _EXACT_DECODER.decode(body)
+    except (ValueError, RecursionError):  # JSONDecodeError, our hooks, int digits limit
+        raise ProtocolError("invalid JSON payload") from None
 
 
 class PacketType(enum.IntEnum):
@@ -122,11 +222,19 @@ def encode(packet: Packet) -> list[str | bytes]:
                 return {"_placeholder": True, "num": len(buffers) - 1}
             raise TypeError(f"Type is not JSON serializable: {type(obj).__name__}")
 
-        body = orjson.dumps(packet.data, default=placeholder, option=_DUMPS_OPTIONS).decode()
+        try:
+            body = orjson.dumps(packet.data, default=placeholder, option=_DUMPS_OPTIONS).decode()
+        except orjson.JSONEncodeError:
+            # A lone surrogate, or data that cannot be encoded at all (raises again).
+            buffers.clear()
+            body = _dumps_exact(packet.data, placeholder)
         if buffers:
             ptype = _BINARY_EVENT if ptype is _EVENT else _BINARY_ACK
     else:
-        body = orjson.dumps(packet.data, option=_DUMPS_OPTIONS).decode()
+        try:
+            body = orjson.dumps(packet.data, option=_DUMPS_OPTIONS).decode()
+        except orjson.JSONEncodeError:
+            body = _dumps_exact(packet.data, None)
     head = _TYPE_CHARS[ptype]
     if buffers:
         head = f"{head}{len(buffers)}-"
@@ -194,10 +302,7 @@ def decode_text(text: str, max_attachments: int = DEFAULT_MAX_ATTACHMENTS) -> tu
         raise ProtocolError("invalid packet id") from None
     body = text[match.end():]
     if body:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise ProtocolError("invalid JSON payload") from None
+        data = _loads(body)
         if ptype is _EVENT and type(data) is list and data and type(data[0]) is str:
             # The usual packet, validated inline: an event with a string name.
             if data[0] in RESERVED_EVENTS:

@@ -247,7 +247,6 @@ INVALID = [
     ["2[\"a\",]"],
     ["2[NaN]"],
     ["2[1e400]"],
-    ['2["\\ud800"]'],  # lone surrogate escape
     ['2["\\x"]'],
     ["2[\"a\"]\x00"],
     ["2" + "1" * 5000 + '["a"]'],  # ack id with more digits than int() converts
@@ -333,6 +332,84 @@ def test_max_attachments_is_configurable() -> None:
 
 def test_protocol_error_is_a_value_error() -> None:
     assert issubclass(ProtocolError, ValueError)
+
+
+# ---------------------------------------------------------------- lone surrogates
+#
+# Issue 8, item 12: a browser's JSON.stringify writes half an emoji as an escape; socket.io
+# keeps it and writes it back the same way. The expected texts are what the npm encoder
+# (socket.io-parser 4.x, JSON.stringify) produces for the same packets, byte for byte; the
+# differential tests below check them against the installed package too.
+
+SURROGATE_PACKETS = [
+    Packet(E.EVENT, ["m", "\ud83d"]),
+    Packet(E.EVENT, ["m", "a\udc00b"]),
+    Packet(E.EVENT, ["m", "\U0001f600"]),  # a valid pair (one character): sent raw
+    Packet(E.EVENT, ["m", "\udc00\ud83d", {"\ud83d": "\udfff"}, "\ud83d" + "x" * 40], "/a", 7),
+    Packet(E.EVENT, ["m", "\ud83d", b"\x00\x01"], "/", 3),
+    Packet(E.ACK, ["\udbff", {"k": [b"\xff"]}], "/", 9),
+    Packet(E.CONNECT_ERROR, {"message": "\ud800"}),
+    Packet(E.CONNECT, {"token": "\udfff"}, "/admin"),
+]
+SURROGATE_WIRE = [
+    ['2["m","\\ud83d"]'],
+    ['2["m","a\\udc00b"]'],
+    ['2["m","\U0001f600"]'],
+    ['2/a,7["m","\\udc00\\ud83d",{"\\ud83d":"\\udfff"},"\\ud83d' + "x" * 40 + '"]'],
+    ['51-3["m","\\ud83d",{"_placeholder":true,"num":0}]', b"\x00\x01"],
+    ['61-9["\\udbff",{"k":[{"_placeholder":true,"num":0}]}]', b"\xff"],
+    ['4{"message":"\\ud800"}'],
+    ['0/admin,{"token":"\\udfff"}'],
+]
+
+
+@pytest.mark.parametrize(
+    ("packet", "wire"), list(zip(SURROGATE_PACKETS, SURROGATE_WIRE, strict=True)), ids=repr
+)
+def test_lone_surrogates_are_encoded_and_decoded_like_node(
+    packet: Packet, wire: list[str | bytes]
+) -> None:
+    assert encode(packet) == wire
+    assert all(m.isascii() for m in wire if isinstance(m, str) and "\U0001f600" not in m)
+    assert decode_one(wire) == expected_decoded(packet)
+    # and what we decoded is sent back unchanged (Node's echo)
+    echo = decode_one(wire)
+    echo.type = {E.BINARY_EVENT: E.EVENT, E.BINARY_ACK: E.ACK}.get(echo.type, echo.type)
+    assert encode(echo) == wire
+
+
+def test_surrogate_pair_held_as_two_code_points_is_one_character() -> None:
+    # A Python str may hold a pair as two code points; in JavaScript that is the emoji.
+    assert encode(Packet(E.EVENT, ["m", "\ud83d\ude00x\ud83d"])) == ['2["m","\U0001f600x\\ud83d"]']
+
+
+def test_uppercase_surrogate_escape_is_accepted() -> None:
+    assert decode_one(['2["\\uD83D","\\uDE00"]']).data == ["\ud83d", "\ude00"]
+
+
+def test_fallback_keeps_refusing_what_orjson_refuses() -> None:
+    # The exact decoder is used only after orjson refused; it must not accept more.
+    for body in ['2["\\ud83d",NaN]', '2["\\ud83d",Infinity]', '2["\\ud83d",1e400]',
+                 '2["\\ud83d",]', '2["\\ud83d"]x', '2["\\ud83d\x01"]', '2["\\ud83d"'
+                 , '2["\\ud83d",' + "[" * 5000 + "]" * 5000 + "]"]:
+        with pytest.raises(ProtocolError):
+            JsonDecoder().add(body)
+    # and reads numbers as orjson does: integers beyond 64 bits become floats
+    data = decode_one(['2["\\ud83d",18446744073709551615,18446744073709551616,-0,1.5e3]']).data
+    assert data == ["\ud83d", 2**64 - 1, 1.8446744073709552e19, 0, 1500.0]
+    assert type(data[2]) is float
+
+
+def test_unencodable_data_still_raises_type_error_with_surrogates() -> None:
+    with pytest.raises(TypeError):
+        encode(Packet(E.EVENT, ["\ud83d", object()]))
+    with pytest.raises(TypeError):
+        encode(Packet(E.EVENT, ["\ud83d", 2**64]))
+    deep: Any = "\ud83d"
+    for _ in range(300):
+        deep = [deep]
+    with pytest.raises(TypeError):
+        encode(Packet(E.EVENT, ["m", deep]))
 
 
 # ---------------------------------------------------------------- hypothesis
@@ -739,8 +816,8 @@ NPM_ACCEPTS_WE_REJECT = {
     ("3/admin,456",): "ACK with an id and no payload",
     ("41",): "npm reads '1' as an id, leaving a CONNECT_ERROR without payload",
     ("0 ",): "npm reads ' ' as an id (Number(' ') == 0)",
-    ('2["\\ud800"]',): "lone surrogate escape: JSON.parse accepts it, orjson refuses it",
     ("2[1e400]",): "JSON.parse reads 1e400 as Infinity; orjson refuses it",
+    ('2["\\ud83d",1e400]',): "Infinity, on the lone-surrogate path too",
     ("3" + "[" * 2000 + "]" * 2000,): "nesting deeper than orjson's 1024 levels",
     ("2" + "1" * 5000 + '["a"]',): "a 5000-digit ack id: npm makes it Infinity",
     ('51.0-["a"]', "b64:eA=="): "attachment count '1.0': npm accepts Number('1.0') == 1",
@@ -795,6 +872,12 @@ SAME_OUTCOME = [
     ["4null"],
     ["51-null"],
     ["2" + "[" * 5000],
+    # lone surrogate escapes: JSON.parse keeps them, so do we (issue 8, item 12)
+    ['2["\\ud800"]'],
+    ['2["a\\udc00b","\\uD83D","\\ud83d\\ude00",{"\\udfff":"\\udbff"}]'],
+    ['51-["\\udfff",{"_placeholder":true,"num":0}]', "b64:eA=="],
+    ['2["\\ud83d",NaN]'],
+    ['2["\\ud83d"'],
     # accepted by both, with the same result
     ["0/admin"],
     ["01"],
@@ -839,7 +922,7 @@ def json_oracle() -> dict[str, Any]:
     """One node run: the npm encoder on a batch of packets, the npm decoder on every
     malformed / edge case."""
     rng = random.Random(20240501)
-    batch = [*(p.values[0] for p in PROTOCOL_EXAMPLES)]
+    batch = [*(p.values[0] for p in PROTOCOL_EXAMPLES), *SURROGATE_PACKETS]
     batch += [random_packet(rng) for _ in range(200)]
     cases = [
         *(list(k) for k in NPM_ACCEPTS_WE_REJECT),
