@@ -516,6 +516,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._discarder is None and transport is not None and not transport.is_closing():
             self._discarder = _Discarder(self, transport, budget)
             transport.set_protocol(self._discarder)
+            transport.resume_reading()  # it may have been paused for backpressure
         return self._discarder
 
     def linger_close(

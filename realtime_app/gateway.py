@@ -275,13 +275,15 @@ class Gateway:
         }
         for event, (validate, handle) in events.items():
             socket.on(event, self._event_handler(socket, event, validate, handle))
-        # A coroutine handler: its work runs in the event's own handler task, which the
-        # Socket.IO layer counts, never in a task of ours per incoming event.
-        async def unknown_event(
+        # Known events cost nothing here. For an unknown one the returned coroutine runs
+        # as a handler task, which the Socket.IO layer counts (never a task of ours per
+        # incoming event).
+        def unknown_event(
             event: Any, *args: Any, ack: Callable[..., None] | None = None
-        ) -> None:
-            if event not in events:
-                await self._unknown_event(socket, event, ack)
+        ) -> Awaitable[None] | None:
+            if event in events:
+                return None
+            return self._unknown_event(socket, event, ack)
 
         socket.on_any(unknown_event)
         # One task per connection and one per disconnection: bounded by the sockets.

@@ -589,6 +589,9 @@ class FakeTransport(asyncio.Transport):
         assert self.protocol is not None
         return self.protocol
 
+    def resume_reading(self) -> None:
+        pass
+
     def is_closing(self) -> bool:
         return self.closed or self.aborted
 
