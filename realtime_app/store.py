@@ -15,8 +15,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import orjson
-
 __all__ = [
     "Dedupe", "InboxPolicy", "MemoryStore", "RateResult", "RedisStore", "Store", "StoreResult",
     "StoreUnavailable",
@@ -545,8 +543,8 @@ return forget(ARGV[1])
 
 
 def _dump_message(message: dict[str, Any]) -> str:
-    # ASCII JSON: a lone surrogate (half an emoji a browser sent) survives as its escape,
-    # where orjson and UTF-8 would refuse it.
+    # Stored messages and music state. ASCII JSON: a lone surrogate (half an emoji a
+    # browser sent) survives as its escape, where orjson and UTF-8 would refuse it.
     return json.dumps(message, ensure_ascii=True, separators=(",", ":"))
 
 
@@ -734,12 +732,12 @@ class RedisStore:
         return sorted(await self._run(self.redis.smembers(self._key("following", user_id))))
 
     async def set_music_state(self, room: str, state: dict[str, Any]) -> None:
-        await self._run(self.redis.set(self._key("music", room), orjson.dumps(state).decode(),
+        await self._run(self.redis.set(self._key("music", room), _dump_message(state),
                                        ex=MUSIC_STATE_TTL))
 
     async def get_music_state(self, room: str) -> dict[str, Any] | None:
         value = await self._run(self.redis.get(self._key("music", room)))
-        return orjson.loads(value) if value else None
+        return _load_message(value) if value else None
 
     async def record_minute(self, counters: dict[str, int], active_user: str | None) -> None:
         minute = str(current_minute())
