@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import json
 import math
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import pytest
 
 from socketio_core.redis_emitter import Emitter, EmitterOperator
 
-from ..interop_support import NODE_MODULES, require_node, run_node
+from ..interop_support import NODE_MODULES, NodeProcess, require_node, run_node, spawn_node
 
 redis_asyncio = pytest.importorskip("redis.asyncio")
 
@@ -412,3 +413,194 @@ async def test_custom_parser_and_string_payloads() -> None:
         b'["emitter", {"type": 2, "data": ["e", 1], "nsp": "/"}, '
         b'{"rooms": ["r"], "flags": {}, "except": []}]',
     )]
+
+
+# ----------------------------------------------------------------- Node fleet
+
+#: The fleet's clients: socket.io-client 4.8.4 in the fleet's process, both transports.
+CLIENTS = [
+    {"name": "A", "nsp": "/", "rooms": ["r1", "r2"], "transport": "websocket"},
+    {"name": "B", "nsp": "/", "rooms": ["r2"], "transport": "polling"},
+    {"name": "C", "nsp": "/", "rooms": [], "transport": "websocket"},
+    {"name": "D", "nsp": "/admin", "rooms": ["r1"], "transport": "websocket"},
+]
+
+
+class Fleet:
+    """``tests/interop/redis_emitter_fleet.mjs``: what its server and clients report."""
+
+    def __init__(self, proc: NodeProcess, emitter: Emitter) -> None:
+        self.proc = proc
+        self.emitter = emitter
+        self.ids: dict[str, str] = {}
+        self.connected = {c["name"] for c in CLIENTS}
+        self.lines: list[dict[str, Any]] = []  # everything but events and fences, in order
+        self._fences = 0
+
+    async def _next(self, deadline: float) -> dict[str, Any]:
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            line = await asyncio.to_thread(self.proc.readline, max(0.0, remaining))
+        except TimeoutError:
+            raise AssertionError(
+                f"the fleet reported nothing more within {WAIT}s; so far {self.lines}\n"
+                f"stderr: {self.proc.stderr_tail()}"
+            ) from None
+        assert line is not None, f"the fleet exited; stderr: {self.proc.stderr_tail()}"
+        item = json.loads(line)
+        if item["kind"] == "disconnect":
+            self.connected.discard(item["client"])
+        return item
+
+    async def start(self) -> None:
+        deadline = asyncio.get_running_loop().time() + WAIT
+        item = await self._next(deadline)
+        assert item["kind"] == "ready", item
+        self.ids = item["ids"]
+
+    async def settle(self) -> dict[str, list[list[Any]]]:
+        """Fence every namespace, wait until each connected client has its fence: the events
+        each client got before it (``[event, *args]``, binary as bytes), in order."""
+        self._fences += 1
+        fence = self._fences
+        for nsp in {c["nsp"] for c in CLIENTS}:
+            await self.emitter.of(nsp).emit("fence", fence)
+        events: dict[str, list[list[Any]]] = {c["name"]: [] for c in CLIENTS}
+        fenced: set[str] = set()
+        deadline = asyncio.get_running_loop().time() + WAIT
+        while not self.connected <= fenced:
+            item = await self._next(deadline)
+            if item["kind"] != "event":
+                self.lines.append(item)
+            elif item["event"] == "fence" and item["args"] == [fence]:
+                fenced.add(item["client"])
+            else:
+                events[item["client"]].append([item["event"], *untag(item["args"])])
+        return events
+
+    async def wait_for(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """The first reported line (already seen or next) that matches."""
+        for item in self.lines:
+            if predicate(item):
+                return item
+        deadline = asyncio.get_running_loop().time() + WAIT
+        while True:
+            item = await self._next(deadline)
+            self.lines.append(item)
+            if predicate(item):
+                return item
+
+
+@contextlib.contextmanager
+def _fleet_process(key: str) -> Iterator[NodeProcess]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "clients.json"
+        path.write_text(json.dumps(CLIENTS))
+        with spawn_node("redis_emitter_fleet.mjs", REDIS_URL, key, str(path)) as proc:
+            yield proc
+
+
+@pytest.fixture
+async def fleet(redis: Any, key: str) -> AsyncIterator[Fleet]:
+    require_redis_peers()
+    with _fleet_process(key) as proc:
+        f = Fleet(proc, Emitter(redis, key=key))
+        await f.start()
+        yield f
+
+
+async def test_fleet_receives_broadcasts(fleet: Fleet) -> None:
+    emitter, ids = fleet.emitter, fleet.ids
+    blob = bytes(range(256)) * 4
+    assert await emitter.emit("all", 1, "two", {"three": [3.5, None]}) == 1  # one server
+    await emitter.to("r1").emit("to r1")
+    await emitter.to("r1", "r2").except_("r1").emit("r1 or r2, not r1")
+    await emitter.except_("r2").emit("not r2")
+    await emitter.in_(ids["A"]).emit("to a socket id")
+    await emitter.to("nobody").emit("to an empty room")
+    await emitter.of("/admin").emit("admin", b"\x00\x01")
+    await emitter.of("admin").to("r1").emit("admin r1")
+    await emitter.to("r2").compress(False).emit("compress false")
+    await emitter.emit("binary", blob, {"nested": [b"abc", {"deep": b""}]}, "text")
+    await emitter.emit("numbers", 2**53 - 1, -(2**31), 1.5, 2.0, -0.0, 0.1, 1e300, True)
+    await emitter.to("r1").to("r1").except_(["x", "y"]).emit("chained", {"k": "é😀"})
+    events = await fleet.settle()
+    binary = ["binary", blob, {"nested": [b"abc", {"deep": b""}]}, "text"]
+    numbers = ["numbers", 2**53 - 1, -(2**31), 1.5, 2, 0, 0.1, 1e300, True]
+    chained = ["chained", {"k": "é😀"}]
+    assert events["A"] == [
+        ["all", 1, "two", {"three": [3.5, None]}], ["to r1"], ["to a socket id"],
+        ["compress false"], binary, numbers, chained,
+    ]
+    assert events["B"] == [
+        ["all", 1, "two", {"three": [3.5, None]}], ["r1 or r2, not r1"], ["compress false"],
+        binary, numbers,
+    ]
+    assert events["C"] == [["all", 1, "two", {"three": [3.5, None]}], ["not r2"], binary, numbers]
+    assert events["D"] == [["admin", b"\x00\x01"], ["admin r1"]]
+    # Volatile: Node drops the packet for a socket whose transport is busy (a WebSocket send in
+    # flight, no pending poll), which no client can be forced into; each socket gets it at
+    # most once, and the flag's bytes are proven by the golden tests.
+    await emitter.to("r2").volatile.emit("volatile")
+    events = await fleet.settle()
+    assert events["A"] in ([], [["volatile"]]) and events["B"] in ([], [["volatile"]])
+    assert events["C"] == [] and events["D"] == []
+    assert fleet.lines == []
+
+
+async def test_fleet_sockets_join_leave_and_server_side_emit(fleet: Fleet) -> None:
+    emitter = fleet.emitter
+    await emitter.sockets_join("j1")
+    await emitter.to("r2").sockets_join(["j2", "j3"])
+    await emitter.except_("r1").sockets_leave("r2")
+    await emitter.of("/admin").to("r1").sockets_join("adm-j")
+    await emitter.to("j1").except_("j3").sockets_leave("j1")  # C only
+    await emitter.server_side_emit("report")
+    await emitter.of("/admin").server_side_emit("report")
+    await emitter.to("j2").emit("via j2")
+    await emitter.server_side_emit("sse", 1, "x", {"k": [True, None], "2": 0.5}, b"\x01\x02")
+    await emitter.of("/admin").server_side_emit("sse", "admin", 2.0)
+    with pytest.raises(TypeError, match="Acknowledgements are not supported"):
+        await emitter.server_side_emit("sse", "with ack", lambda answer: None)
+    events = await fleet.settle()
+    assert events == {"A": [["via j2"]], "B": [["via j2"]], "C": [], "D": []}
+    assert fleet.lines == [
+        {"kind": "rooms", "nsp": "/",
+         "rooms": {"A": ["j1", "j2", "j3", "r1", "r2"], "B": ["j1", "j2", "j3"], "C": []}},
+        {"kind": "rooms", "nsp": "/admin", "rooms": {"D": ["adm-j", "r1"]}},
+        # JSON: bytes arrive in Node's Buffer.toJSON form, as from Node's emitter.
+        {"kind": "sse", "nsp": "/",
+         "args": [1, "x", {"2": 0.5, "k": [True, None]}, {"type": "Buffer", "data": [1, 2]}]},
+        {"kind": "sse", "nsp": "/admin", "args": ["admin", 2]},
+    ]
+
+
+async def test_fleet_disconnect_sockets(fleet: Fleet) -> None:
+    emitter = fleet.emitter
+    await emitter.to("r2").except_("r1").disconnect_sockets()  # B
+    await emitter.of("/admin").disconnect_sockets(close=True)  # D, and its connection
+    for name in ("B", "D"):
+        item = await fleet.wait_for(
+            lambda line, name=name: line["kind"] == "disconnect" and line["client"] == name
+        )
+        assert item["reason"] == "io server disconnect"
+    # close=True: the server closed D's connection itself; B's client closed its own.
+    closes = {}
+    for name in ("B", "D"):
+        item = await fleet.wait_for(
+            lambda line, name=name: line["kind"] == "conn-close" and line["client"] == name
+        )
+        closes[name] = item["reason"]
+    assert closes["D"] == "forced close" and closes["B"] != "forced close", closes
+    events = await fleet.settle()
+    assert events == {"A": [], "B": [], "C": [], "D": []}
+    await emitter.emit("still here")
+    events = await fleet.settle()
+    assert events == {"A": [["still here"]], "B": [], "C": [["still here"]], "D": []}
+    await emitter.disconnect_sockets()
+    for name in ("A", "C"):
+        item = await fleet.wait_for(
+            lambda line, name=name: line["kind"] == "disconnect" and line["client"] == name
+        )
+        assert item["reason"] == "io server disconnect"
+    assert fleet.connected == set()
