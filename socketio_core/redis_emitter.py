@@ -35,6 +35,7 @@ Python ``int`` outside the 64-bit range is refused (``OverflowError``).
 from __future__ import annotations
 
 import datetime as _dt
+import inspect
 import json
 import logging
 import math
@@ -175,7 +176,9 @@ class _MsgpackEncoder:
         if value is None or value is True or value is False:
             return value
         if isinstance(value, str):
-            return _fix_surrogates(value) if _SURROGATE.search(value) else value
+            if value.isascii() or not _SURROGATE.search(value):
+                return value
+            return _fix_surrogates(value)
         if isinstance(value, int):
             if not _INT64_MIN <= value < _UINT64_END:
                 raise OverflowError(f"integer out of the 64-bit msgpack range: {value}")
@@ -239,8 +242,11 @@ def _json_string(text: str) -> str:
 
 def _iso(value: _dt.datetime) -> str:
     # Date.prototype.toJSON: UTC, milliseconds, "Z".
-    utc = _aware(value).astimezone(_dt.UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    t = _aware(value).astimezone(_dt.UTC)
+    return (
+        f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
+        f".{t.microsecond // 1000:03d}Z"
+    )
 
 
 def _to_json(value: Any, depth: int = 0) -> str:
@@ -289,6 +295,21 @@ def _check_args(args: tuple[Any, ...]) -> None:
 # --------------------------------------------------------------------------- API
 
 
+def _refuse_sync_client(client: Any) -> None:
+    # A synchronous client would publish, then fail on ``await``: refuse it up front.
+    try:
+        import redis
+    except ImportError:  # pragma: no cover - redis is a dependency of the project
+        return
+    sync_types = tuple(
+        t for t in (getattr(redis, "Redis", None), getattr(redis, "RedisCluster", None)) if t
+    )
+    if sync_types and isinstance(client, sync_types):
+        raise TypeError(
+            "Emitter needs a redis.asyncio client (redis.asyncio.Redis), not redis.Redis"
+        )
+
+
 class _Target:
     # What Node's emitter shares between Emitter and BroadcastOperator.
     __slots__ = ("broadcast_channel", "nsp", "parser", "redis", "request_channel")
@@ -304,7 +325,12 @@ class _Target:
         # Channels and payloads go as UTF-8 bytes whatever the client's encoding setting.
         data = message.encode() if isinstance(message, str) else message
         logger.debug("publishing %d bytes to %s", len(data), channel)
-        return int(await self.redis.publish(channel.encode(), data))
+        # No retry and no queue: a Redis error reaches the caller, who knows what a lost
+        # message costs.
+        result = self.redis.publish(channel.encode(), data)
+        if not inspect.isawaitable(result):
+            raise TypeError("Emitter needs a redis.asyncio client, not a synchronous one")
+        return int(await result)
 
 
 class EmitterOperator:
@@ -351,8 +377,11 @@ class EmitterOperator:
         )
 
     async def emit(self, event: str, *args: Any) -> int:
-        """Broadcast an event; returns once published, with PUBLISH's count of Redis
-        subscribers (servers, not sockets) that got it."""
+        """Broadcast an event to the targeted sockets of every server.
+
+        Returns once Redis took it, with PUBLISH's answer: how many subscribers (servers,
+        not sockets) got it. A Redis error is raised to the caller; nothing is queued.
+        """
         if not isinstance(event, str):
             raise TypeError("event name must be a str")
         if event in RESERVED_EVENTS:
@@ -407,6 +436,13 @@ class Emitter:
     def __init__(
         self, redis: Any, *, key: str = "socket.io", parser: Parser | None = None, nsp: str = "/"
     ) -> None:
+        if not callable(getattr(redis, "publish", None)):
+            raise TypeError("Emitter needs a redis.asyncio client (an object with publish())")
+        _refuse_sync_client(redis)
+        if not isinstance(key, str) or not isinstance(nsp, str):
+            raise TypeError("key and nsp must be str")
+        if not nsp.startswith("/"):
+            nsp = "/" + nsp
         self._redis = redis
         self._key = key
         self._parser: Parser = parser if parser is not None else _MsgpackEncoder()
@@ -419,8 +455,6 @@ class Emitter:
 
     def of(self, nsp: str) -> Emitter:
         """An emitter for namespace ``nsp`` (a missing leading "/" is added)."""
-        if not nsp.startswith("/"):
-            nsp = "/" + nsp
         return Emitter(self._redis, key=self._key, parser=self._parser, nsp=nsp)
 
     def to(self, *rooms: Rooms) -> EmitterOperator:

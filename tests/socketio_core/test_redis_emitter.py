@@ -19,6 +19,7 @@ import contextlib
 import datetime as dt
 import json
 import math
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -136,7 +137,8 @@ def tag(value: Any) -> Any:
         return {"$num": "-0" if value == 0 else str(value).replace("inf", "Infinity")
                 .replace("nan", "NaN")}
     if isinstance(value, dt.datetime):
-        delta = value - dt.datetime(1970, 1, 1, tzinfo=UTC)
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        delta = aware - dt.datetime(1970, 1, 1, tzinfo=UTC)
         return {"$date": delta // dt.timedelta(milliseconds=1)}
     if callable(value):
         return {"$fn": 1}
@@ -246,6 +248,9 @@ DATES = [
                                                                        999_000, tzinfo=UTC),
     dt.datetime(2106, 2, 7, 6, 28, 15, tzinfo=UTC), dt.datetime(2106, 2, 7, 6, 28, 16, tzinfo=UTC),
     dt.datetime(2500, 1, 1, 0, 0, 0, 1000, tzinfo=UTC), dt.datetime(1970, 1, 1, tzinfo=UTC),
+    dt.datetime(999, 12, 31, 23, 59, 59, 7000, tzinfo=UTC), dt.datetime(1, 1, 1, tzinfo=UTC),
+    dt.datetime(2020, 5, 5, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+    dt.datetime(2020, 5, 5, 12, 0, 0, 250_000),  # naive: taken as UTC
 ]
 
 BROADCASTS: list[Case] = [
@@ -402,12 +407,8 @@ async def test_bad_input_is_refused_before_publishing() -> None:
 
 
 async def test_custom_parser_and_string_payloads() -> None:
-    class JsonParser:
-        def encode(self, msg: Any) -> str:
-            return json.dumps(msg)
-
     fake = FakeRedis()
-    await Emitter(fake, parser=JsonParser()).to("r").emit("e", 1)
+    await Emitter(fake, parser=json_parser()).to("r").emit("e", 1)
     assert fake.published == [(
         b"socket.io#/#r#",
         b'["emitter", {"type": 2, "data": ["e", 1], "nsp": "/"}, '
@@ -604,3 +605,45 @@ async def test_fleet_disconnect_sockets(fleet: Fleet) -> None:
         )
         assert item["reason"] == "io server disconnect"
     assert fleet.connected == set()
+
+
+def test_a_synchronous_client_is_refused() -> None:
+    import redis as redis_sync
+
+    with pytest.raises(TypeError, match=r"redis\.asyncio"):
+        Emitter(redis_sync.Redis())
+    with pytest.raises(TypeError, match="publish"):
+        Emitter(object())
+
+
+async def test_a_client_that_does_not_await_is_refused() -> None:
+    class Sync:
+        def publish(self, channel: bytes, message: bytes) -> int:
+            return 0
+
+    with pytest.raises(TypeError, match="synchronous"):
+        await Emitter(Sync()).emit("e")
+
+
+def test_without_msgpack_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "msgpack", None)  # makes ``import msgpack`` fail
+    with pytest.raises(ImportError, match=r"realtime-socketio\[msgpack\]"):
+        Emitter(FakeRedis())
+    Emitter(FakeRedis(), parser=json_parser())  # a custom parser needs no msgpack
+
+
+def json_parser() -> Any:
+    class JsonParser:
+        def encode(self, msg: Any) -> str:
+            return json.dumps(msg)
+
+    return JsonParser()
+
+
+async def test_namespace_names() -> None:
+    fake = FakeRedis()
+    assert Emitter(fake, nsp="chat").nsp == "/chat"
+    assert Emitter(fake).of("").nsp == "/"
+    await Emitter(fake, key="k").of("/a").to("r").sockets_join("x")
+    await Emitter(fake, key="k").of("b").server_side_emit("e")
+    assert [ch for ch, _ in fake.published] == [b"k-request#/a#", b"k-request#/b#"]
