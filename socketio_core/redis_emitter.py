@@ -119,15 +119,20 @@ def _fix_surrogates(text: str) -> str:
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
-def _js_keys(value: dict[Any, Any], depth: int, convert: Any) -> dict[str, Any]:
-    """A dict as the JavaScript object it stands for: string keys, JavaScript key order."""
+def _js_keys(
+    value: dict[Any, Any], depth: int, convert: Any, fix_keys: bool = False
+) -> dict[str, Any]:
+    """A dict as the JavaScript object it stands for: string keys, JavaScript key order.
+
+    ``fix_keys``: lone surrogates in keys become U+FFFD (for msgpack; JSON escapes them).
+    """
     out: dict[str, Any] = {}
     index_keys = False
     for key, item in value.items():
         if isinstance(key, bool) or not isinstance(key, (str, int)):
             raise TypeError(f"object keys must be str (or int), not {type(key).__name__}")
         name = key if isinstance(key, str) else str(key)
-        if _SURROGATE.search(name):
+        if fix_keys and not name.isascii() and _SURROGATE.search(name):
             name = _fix_surrogates(name)
         if not index_keys and _INDEX_KEY.fullmatch(name) and int(name) <= _MAX_INDEX:
             index_keys = True
@@ -195,7 +200,7 @@ class _MsgpackEncoder:
         if isinstance(value, (list, tuple)):
             return [self._js(item, depth + 1) for item in value]
         if isinstance(value, dict):
-            return _js_keys(value, depth + 1, self._js)
+            return _js_keys(value, depth + 1, self._js, fix_keys=True)
         if isinstance(value, _dt.datetime):
             delta = _aware(value) - _EPOCH
             seconds = delta.days * 86400 + delta.seconds
@@ -327,6 +332,8 @@ class _Target:
         logger.debug("publishing %d bytes to %s", len(data), channel)
         # No retry and no queue: a Redis error reaches the caller, who knows what a lost
         # message costs.
+        if not channel.isascii() and _SURROGATE.search(channel):
+            channel = _fix_surrogates(channel)  # as Node's Buffer.from() does
         result = self.redis.publish(channel.encode(), data)
         if not inspect.isawaitable(result):
             raise TypeError("Emitter needs a redis.asyncio client, not a synchronous one")
