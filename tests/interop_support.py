@@ -482,6 +482,10 @@ class NodeProcess:
                 return
             seen.append(line)
 
+    def readline(self, timeout: float) -> str | None:
+        """The next stdout line, None at EOF; TimeoutError after ``timeout`` seconds."""
+        return self._reader.readline(timeout=timeout)
+
     def result(self, timeout: float = NODE_TIMEOUT) -> dict[str, Any]:
         """Wait for the script to exit and return its last JSON line."""
         try:
