@@ -522,6 +522,8 @@ class Session:
         if not self.is_open:
             return
         self._send(_PING)
+        if not self.is_open:
+            return  # the ping found a peer that is not reading: closed
         clock = self._clock
         self._pong_timer = clock.call_at(
             clock.time() + self._config.ping_timeout, self._on_pong_timeout
