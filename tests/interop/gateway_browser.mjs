@@ -8,31 +8,13 @@
 // {"ok": true, ...observations} (exit 0) or {"ok": false, "error", ...} (exit 1).
 // Only 127.0.0.1 is contacted; the process exits by timeoutMs (default 45000) at the latest.
 
-import { chromium } from "playwright-core";
+import { finish, launchChromium, loopbackContext, observed, startWatchdog } from "./browser_run.mjs";
 
 const [url, apiKey, screenshotPath, rawTimeout] = process.argv.slice(2);
 const TIMEOUT = Math.min(Number(rawTimeout) || 45000, 80000);
 const STEP = 10000;
-const CHROMIUM_ARGS = [
-  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-];
 
-const observed = { steps: [], consoleErrors: [], pageErrors: [], requests: [] };
-let browser = null;
-let finished = false;
-
-function finish(result, code) {
-  if (finished) return;
-  finished = true;
-  process.stdout.write(JSON.stringify({ ...observed, ...result }) + "\n");
-  const close = browser ? browser.close().catch(() => {}) : Promise.resolve();
-  const hard = setTimeout(() => process.exit(code), 5000);
-  hard.unref();
-  close.finally(() => process.exit(code));
-}
-
-setTimeout(() => finish({ ok: false, error: `watchdog: ${TIMEOUT} ms elapsed` }, 1), TIMEOUT).unref();
+startWatchdog(TIMEOUT);
 
 function step(name) {
   observed.steps.push(name);
@@ -61,26 +43,11 @@ async function openAs(context, user) {
 }
 
 async function main() {
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: CHROMIUM_ARGS,
-    timeout: STEP * 2,
-  });
+  const browser = await launchChromium(STEP * 2);
   step("launched");
   observed.browserVersion = browser.version();
-  // Block anything that is not the gateway on 127.0.0.1.
-  const contexts = [];
-  for (let i = 0; i < 2; i++) {
-    const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
-    await context.route(/.*/, (route) => {
-      const u = new URL(route.request().url());
-      if (u.hostname === "127.0.0.1") return route.continue();
-      observed.requests.push(`blocked: ${route.request().url()}`);
-      return route.abort();
-    });
-    contexts.push(context);
-  }
+  // Two users, each in a context that can reach nothing but the gateway on 127.0.0.1.
+  const contexts = [await loopbackContext(), await loopbackContext()];
   const alice = await openAs(contexts[0], "alice");
   const bob = await openAs(contexts[1], "bob");
   step("signed in");

@@ -8,45 +8,19 @@
 // line: {"ok": true, ...observations} (exit 0) or {"ok": false, "error", ...} (exit 1).
 // Only 127.0.0.1 is contacted; the process exits by timeoutMs (default 60000) at the latest.
 
-import { chromium } from "playwright-core";
+import { finish, launchChromium, loopbackContext, observed, startWatchdog } from "./browser_run.mjs";
 
 const [url, token, rawTimeout] = process.argv.slice(2);
 const TIMEOUT = Math.min(Number(rawTimeout) || 60000, 80000);
 const STEP = 15000;
-const CHROMIUM_ARGS = [
-  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-];
 
-const observed = { steps: [], consoleErrors: [], pageErrors: [], requests: [] };
-let browser = null;
-let finished = false;
-
-function finish(result, code) {
-  if (finished) return;
-  finished = true;
-  process.stdout.write(JSON.stringify({ ...observed, ...result }) + "\n");
-  const close = browser ? browser.close().catch(() => {}) : Promise.resolve();
-  const hard = setTimeout(() => process.exit(code), 5000);
-  hard.unref();
-  close.finally(() => process.exit(code));
-}
-
-setTimeout(() => finish({ ok: false, error: `watchdog: ${TIMEOUT} ms elapsed` }, 1), TIMEOUT).unref();
+startWatchdog(TIMEOUT);
 
 const text = async (locator) => (await locator.innerText()).replace(/\s+/g, " ").trim();
 
 async function main() {
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium", headless: true, args: CHROMIUM_ARGS, timeout: STEP,
-  });
-  const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
-  await context.route(/.*/, (route) => {
-    const u = new URL(route.request().url());
-    if (u.hostname === "127.0.0.1") return route.continue();
-    observed.requests.push(`blocked: ${route.request().url()}`);
-    return route.abort();
-  });
+  await launchChromium(STEP);
+  const context = await loopbackContext();
   const page = await context.newPage();
   page.setDefaultTimeout(STEP);
   page.on("console", (msg) => {
