@@ -124,7 +124,8 @@ class Server:
     # ------------------------------------------------------------------ main namespace
 
     def on(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
-        """``connection`` and ``new_namespace`` handlers of the main namespace."""
+        """``connection`` and ``new_namespace`` handlers of the main namespace, and
+        server-side events (``server_side_emit`` of other nodes) for other names."""
         return self.sockets.on(event, handler)
 
     def use(self, middleware: Callable[[Socket], Any]) -> Callable[[Socket], Any]:
@@ -175,6 +176,13 @@ class Server:
 
     def server_side_emit(self, event: str, *args: Any) -> None:
         self.sockets.server_side_emit(event, *args)
+
+    async def server_side_emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        return await self.sockets.server_side_emit_with_ack(event, *args)
+
+    async def server_count(self) -> int:
+        """How many servers share the main namespace (1 without a cluster adapter)."""
+        return await self.sockets.adapter.server_count()
 
     # ------------------------------------------------------------------ engine events
 
