@@ -254,6 +254,14 @@ class RedisAdapterFactory:
                 if not users:
                     del table[name]
         self._sub_dirty = True
+        if not self._channels:
+            # The last namespace is gone (``Server.stop()``): the subscriber stops, the
+            # publisher sends what is queued (the last disconnects, say), then stops too.
+            if self._subscriber is not None:
+                self._subscriber.cancel()
+                self._subscriber = None
+            if self._publish_wake is not None:
+                self._publish_wake.set()
 
     def _start(self) -> None:
         if self._closed:
@@ -266,7 +274,7 @@ class RedisAdapterFactory:
         if self._ready is None:
             self._ready = asyncio.Event()
             self._publish_wake = asyncio.Event()
-        if self._subscriber is None or self._subscriber.done():
+        if self._channels and (self._subscriber is None or self._subscriber.done()):
             self._subscriber = loop.create_task(self._run_subscriber(), name="redis-adapter-sub")
         if self._publisher is None or self._publisher.done():
             self._publisher = loop.create_task(self._run_publisher(), name="redis-adapter-pub")
@@ -304,7 +312,7 @@ class RedisAdapterFactory:
         """Queue a message for Redis; never waits. False when it was dropped."""
         if self._closed:
             return False
-        if self._publish_wake is None:
+        if self._publisher is None:
             self._start()
         if len(self._queue) >= MAX_PUBLISH_QUEUE:
             self.stats.dropped += 1
@@ -328,6 +336,9 @@ class RedisAdapterFactory:
         while True:
             await wake.wait()
             wake.clear()
+            if not queue and not self._channels:
+                self._publisher = None
+                return
             while queue:
                 batch = [queue.popleft() for _ in range(min(len(queue), _PUBLISH_BATCH))]
                 if self._outage and loop.time() < self._retry_at:
@@ -356,6 +367,9 @@ class RedisAdapterFactory:
                     self._outage = False
                     logger.warning("Redis publish works again (%d messages lost in all)",
                                    self.stats.publish_errors + self.stats.dropped)
+            if not self._channels:
+                self._publisher = None
+                return
 
     # ------------------------------------------------------------------ subscribing
 
@@ -390,6 +404,9 @@ class RedisAdapterFactory:
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
+                if self._sub_client is not self._redis:
+                    with contextlib.suppress(Exception):
+                        await self._sub_client.connection_pool.disconnect()
                 raise
             except Exception as exc:
                 self._sub_error = exc

@@ -626,9 +626,7 @@ async def private_redis(port: int) -> AsyncIterator[asyncio.subprocess.Process]:
                     try:
                         await client.ping()
                         break
-                    except OSError:
-                        await asyncio.sleep(0.05)
-                    except Exception:  # redis.ConnectionError is an OSError subclass anyway
+                    except Exception:  # redis.ConnectionError until it listens
                         await asyncio.sleep(0.05)
             await client.aclose()
             yield proc
@@ -711,3 +709,21 @@ async def test_ready_raises_when_redis_is_unreachable() -> None:
         await adapter.aclose()
         await client.aclose()
 
+
+
+async def test_stopping_the_server_stops_the_adapter(redis: Any, key: str) -> None:
+    """``Server.stop()`` ends the subscriber; the publisher sends what was queued, then ends."""
+    adapter = create_adapter(redis, key=key)
+    io = Server(adapter=adapter)
+    await io.start("127.0.0.1", 0)
+    await adapter.ready()
+    pubsub = await _capture(redis, key + "*")
+    io.emit("bye")
+    await io.stop()
+    assert [channel for channel, _ in await _take(pubsub, 1)] == [f"{key}#/#".encode()]
+    async with asyncio.timeout(WAIT):
+        while adapter._publisher is not None or adapter._subscriber is not None:
+            await asyncio.sleep(0.05)
+    assert adapter.stats.published == 1 and adapter.stats.publish_errors == 0
+    await pubsub.aclose()
+    await adapter.aclose()
