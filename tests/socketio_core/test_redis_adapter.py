@@ -29,6 +29,7 @@ import pytest
 import socketio
 
 from socketio_core import Server
+from socketio_core.errors import AckTimeoutError
 from socketio_core.redis_adapter import RedisAdapterError, RemoteSocket, create_adapter
 from socketio_core.redis_emitter import Emitter
 
@@ -727,3 +728,71 @@ async def test_stopping_the_server_stops_the_adapter(redis: Any, key: str) -> No
     assert adapter.stats.published == 1 and adapter.stats.publish_errors == 0
     await pubsub.aclose()
     await adapter.aclose()
+
+
+async def test_requests_time_out_with_a_clear_error(
+    make_ours: Any, node_node: NodeNode, redis: Any, key: str
+) -> None:
+    """A node that is counted but does not answer: the requester's wait is bounded."""
+    ours = await make_ours(requests_timeout=1.0)
+    # Node's node has no handler for "nobody": it never answers the server-side ack.
+    with pytest.raises(AckTimeoutError, match="only 0 responses received out of 1") as info:
+        await ours.io.server_side_emit_with_ack("nobody", 1)
+    assert info.value.responses == []
+    # A silent subscriber on the request channel counts as a server and answers nothing.
+    silent = redis.pubsub()
+    await silent.subscribe(f"{key}-request#/#")
+    try:
+        assert await ours.io.server_count() == 3
+        with pytest.raises(RedisAdapterError, match="fetchSockets"):
+            await ours.io.fetch_sockets()
+        with pytest.raises(RedisAdapterError, match="allRooms"):
+            await ours.io.sockets.adapter.all_rooms()
+        with pytest.raises(AckTimeoutError, match="only 1 responses received out of 2") as info:
+            await ours.io.server_side_emit_with_ack("sse", "partial")
+        assert info.value.responses == ["node:partial"]
+    finally:
+        await silent.aclose()
+
+
+async def test_json_broadcasts_and_malformed_messages(
+    make_ours: Any, redis: Any, key: str, fleet: Fleet
+) -> None:
+    """Receivers pick the codec by the first byte; garbage is ignored, the node goes on."""
+    ours = await make_ours()
+    await fleet.add("P1", ours.port, "/", ["r1"], "websocket")
+    await redis.publish(f"{key}#/#", b"\xc1garbage")
+    await redis.publish(f"{key}-request#/#", b"{not json")
+    await redis.publish(f"{key}-request#/#", b'{"type":99}')
+    await redis.publish(f"{key}#/#r1#", json.dumps(
+        ["other", {"type": 2, "data": ["json", {"a": 1}]}, {"rooms": ["r1"], "except": []}]))
+    await redis.publish(f"{key}#/#", msgpack.packb(
+        ["other", {"type": 2, "data": ["other nsp"], "nsp": "/admin"},
+         {"rooms": [], "except": [], "flags": {}}]))
+    events = await fleet.settle(ours_fence(ours))
+    assert events["P1"] == [["json", {"a": 1}]]
+
+
+async def test_responses_on_the_specific_channel(
+    redis: Any, key: str, fleet: Fleet
+) -> None:
+    """``publish_on_specific_response_channel``: answers go to the requester's own channel."""
+    factories = [create_adapter(redis, key=key, publish_on_specific_response_channel=True)
+                 for _ in range(2)]
+    servers = [Server(adapter=f) for f in factories]
+    try:
+        for io, factory in zip(servers, factories, strict=True):
+            await io.start("127.0.0.1", 0)
+            await factory.ready()
+        await fleet.add("B", servers[1].port, "/", ["r"], "websocket")
+        pubsub = await _capture(redis, f"{key}-response#*")
+        fetched = await servers[0].fetch_sockets()
+        assert [s.id for s in fetched] == [fleet.sid("B")]
+        [(channel, _)] = await _take(pubsub, 1)
+        uid = servers[0].sockets.adapter.uid  # type: ignore[attr-defined]
+        assert channel == f"{key}-response#/#{uid}#".encode()
+        await pubsub.aclose()
+    finally:
+        for io, factory in zip(servers, factories, strict=True):
+            await io.stop()
+            await factory.aclose()
