@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as _dt
 import logging
 import random
 import secrets
@@ -42,8 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 from .adapter import BroadcastFlags, BroadcastOptions, InMemoryAdapter
 from .errors import AckTimeoutError
-from .packet import Packet, PacketType, _loads
-from .redis_emitter import _fix_surrogates, _MsgpackEncoder, _to_json
+from .packet import JsonParser, Packet, PacketType, _loads
+from .redis_emitter import _MAX_DEPTH, _fix_surrogates, _iso, _MsgpackEncoder, _to_json
 
 if TYPE_CHECKING:
     from .namespace import Namespace
@@ -551,6 +552,9 @@ class RedisAdapter(InMemoryAdapter):
         self._requests: dict[str, _Request] = {}
         self._ack_requests: dict[str, tuple[Callable[[int], None], Callable[[Any], None]]] = {}
         self._closed = False
+        # With the JSON parser a Date reaches clients as Node's JSON.stringify writes it;
+        # other parsers (msgpack) carry the datetime itself, as Node's carry a Date.
+        self._dates_as_text = isinstance(nsp.server.parser, JsonParser)
         factory._register(self)
 
     # ------------------------------------------------------------------ outgoing
@@ -749,7 +753,7 @@ class RedisAdapter(InMemoryAdapter):
         first = data[:1]
         if first in (b"{", b"["):
             return _loads(data.decode("utf-8", "surrogateescape"))
-        return _unpack(data)
+        return _unpack(data, self._dates_as_text)
 
     def _on_channel_message(self, channel: bytes, data: bytes) -> None:
         try:
@@ -901,11 +905,31 @@ class RedisAdapter(InMemoryAdapter):
             request.future.set_result(request.items)
 
 
-def _unpack(data: bytes) -> Any:
+# msgpack timestamp extensions (type -1): fixext 4, fixext 8, ext 8 of 12 bytes.
+_TIMESTAMP_MARKERS = (b"\xd6\xff", b"\xd7\xff", b"\xc7\x0c\xff")
+
+
+def _unpack(data: bytes, dates_as_text: bool) -> Any:
     import msgpack
 
     # timestamp=3: a JavaScript Date (msgpack timestamp) becomes a datetime.
-    return msgpack.unpackb(data, raw=False, strict_map_key=False, timestamp=3)
+    value = msgpack.unpackb(data, raw=False, strict_map_key=False, timestamp=3)
+    if dates_as_text and any(marker in data for marker in _TIMESTAMP_MARKERS):
+        value = _dates_as_text(value, 0)
+    return value
+
+
+def _dates_as_text(value: Any, depth: int) -> Any:
+    """Dates as a Node server's JSON parser writes them (``Date.prototype.toJSON``)."""
+    if isinstance(value, _dt.datetime):
+        return _iso(value)
+    if depth > _MAX_DEPTH:
+        return value
+    if isinstance(value, list):
+        return [_dates_as_text(item, depth + 1) for item in value]
+    if isinstance(value, dict):
+        return {k: _dates_as_text(item, depth + 1) for k, item in value.items()}
+    return value
 
 
 def create_adapter(

@@ -796,3 +796,17 @@ async def test_responses_on_the_specific_channel(
         for io, factory in zip(servers, factories, strict=True):
             await io.stop()
             await factory.aclose()
+
+
+async def test_dates_arrive_as_from_a_node_server(
+    make_ours: Any, node_node: NodeNode, fleet: Fleet
+) -> None:
+    """A JavaScript Date (msgpack timestamp) reaches JSON clients as JSON.stringify wrote it."""
+    ours = await make_ours()
+    await fleet.add("P1", ours.port, "/", [], "websocket")
+    await fleet.add("N1", node_node.port, "/", [], "polling")
+    ms = 961_027_200_123  # 2000-06-15T00:00:00.123Z
+    await node_node.call("emit", event="date", args=[{"$date": ms}, {"in": [{"$date": 0}]}])
+    events = await fleet.settle(node_fence(node_node))
+    expected = [["date", "2000-06-15T00:00:00.123Z", {"in": ["1970-01-01T00:00:00.000Z"]}]]
+    assert events == {"P1": expected, "N1": expected}
