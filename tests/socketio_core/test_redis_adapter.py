@@ -769,8 +769,34 @@ async def test_json_broadcasts_and_malformed_messages(
     await redis.publish(f"{key}#/#", msgpack.packb(
         ["other", {"type": 2, "data": ["other nsp"], "nsp": "/admin"},
          {"rooms": [], "except": [], "flags": {}}]))
+    # Reserved names never reach handlers as server-side events (a socket is expected).
+    for name in ("connection", "new_namespace", "disconnect"):
+        await redis.publish(f"{key}-request#/#", json.dumps(
+            {"uid": "emitter", "type": 6, "data": [name, "not a socket"]}))
+    await redis.publish(f"{key}-request#/#", json.dumps(
+        {"uid": "emitter", "type": 6, "data": ["sse", "after"]}))
     events = await fleet.settle(ours_fence(ours))
     assert events["P1"] == [["json", {"a": 1}]]
+    assert await ours.wait_sse(1) == [("/", ["after"])]
+    assert len(ours.io.sockets.sockets) == 1  # the connection handler was not called again
+
+
+async def test_a_client_that_decodes_responses(make_ours: Any, key: str, fleet: Fleet) -> None:
+    """``decode_responses=True`` clients work: the subscriber reads bytes on its own pool."""
+    client = redis_asyncio.Redis.from_url(REDIS_URL, decode_responses=True)
+    a = await make_ours(client)
+    b = await make_ours(client)
+    try:
+        await fleet.add("B", b.port, "/", [], "websocket")
+        a.io.emit("bytes", b"\xff\x00", "é")
+        events = await fleet.settle(ours_fence(a))
+        assert events["B"] == [["bytes", b"\xff\x00", "é"]]
+        assert await a.io.server_count() == 2
+    finally:
+        for node in (a, b):
+            await node.io.stop()
+            await node.adapter.aclose()
+        await client.aclose()
 
 
 async def test_responses_on_the_specific_channel(
