@@ -656,6 +656,11 @@ class RedisAdapter(InMemoryAdapter):
     async def server_count(self) -> int:
         return await self.factory.numsub(self.request_channel)
 
+    @property
+    def requests_timeout(self) -> float:
+        """Bound on waits for other nodes (``emit_with_ack`` without ``timeout`` included)."""
+        return self.factory.requests_timeout
+
     async def fetch_sockets(self, opts: BroadcastOptions) -> list[Any]:
         local: list[Any] = await super().fetch_sockets(opts)
         if opts.flags.local:

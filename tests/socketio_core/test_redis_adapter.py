@@ -751,6 +751,9 @@ async def test_requests_time_out_with_a_clear_error(
         with pytest.raises(AckTimeoutError, match="only 1 responses received out of 2") as info:
             await ours.io.server_side_emit_with_ack("sse", "partial")
         assert info.value.responses == ["node:partial"]
+        # A broadcast with acks and no timeout of its own: bounded by requests_timeout too.
+        with pytest.raises(AckTimeoutError):
+            await ours.io.emit_with_ack("ask")
     finally:
         await silent.aclose()
 
