@@ -839,3 +839,39 @@ async def test_dates_arrive_as_from_a_node_server(
     events = await fleet.settle(node_fence(node_node))
     expected = [["date", "2000-06-15T00:00:00.123Z", {"in": ["1970-01-01T00:00:00.000Z"]}]]
     assert events == {"P1": expected, "N1": expected}
+
+
+async def test_a_hung_redis_holds_nothing_unbounded(make_ours: Any, fleet: Fleet) -> None:
+    """Redis stopped (SIGSTOP): local delivery goes on, the publish queue stays bounded."""
+    import signal
+
+    from socketio_core import redis_adapter
+
+    port = _free_port()
+    client = redis_asyncio.Redis(port=port, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        async with private_redis(port) as server:
+            a = await make_ours(client)
+            await fleet.add("A", a.port, "/", [], "websocket")
+            server.send_signal(signal.SIGSTOP)
+            try:
+                total = redis_adapter.MAX_PUBLISH_QUEUE + 500
+                for i in range(total):
+                    a.io.to("nobody").emit("lost", i)
+                a.io.emit("local still works")
+                events = await fleet.settle(ours_fence(a))
+                assert events["A"] == [["local still works"]]
+                stats = a.adapter.stats
+                assert len(a.adapter._queue) <= redis_adapter.MAX_PUBLISH_QUEUE
+                assert stats.dropped >= 500
+            finally:
+                server.send_signal(signal.SIGCONT)
+            # Back: broadcasts flow again through Redis.
+            async with asyncio.timeout(WAIT):
+                while a.adapter.stats.published == 0 or a.adapter._outage:
+                    a.io.to("nobody").emit("probe")
+                    await asyncio.sleep(0.1)
+            await asyncio.wait_for(a.io.stop(), WAIT)
+            await a.adapter.aclose()
+    finally:
+        await client.aclose()
