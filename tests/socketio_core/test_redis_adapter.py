@@ -875,3 +875,42 @@ async def test_a_hung_redis_holds_nothing_unbounded(make_ours: Any, fleet: Fleet
             await a.adapter.aclose()
     finally:
         await client.aclose()
+
+
+async def test_socketio_client_fleet_acts_on_our_node(make_ours: Any, redis: Any, key: str) -> None:
+    """Real socket.io-client 4.8.4 clients on a Node node (``redis_emitter_fleet.mjs``): what
+    our node does reaches them."""
+    from .test_redis_emitter import Fleet as NodeFleet
+    from .test_redis_emitter import _fleet_process
+
+    require_redis_peers()
+    ours = await make_ours()
+    io = ours.io
+    with _fleet_process(key) as proc:
+        fleet = NodeFleet(proc, Emitter(redis, key=key))
+        await fleet.start()
+        sent = ours.adapter.stats.published
+        io.to("r1").emit("to r1", b"\x01", {"k": [b"\x02"]})
+        io.except_("r2").emit("not r2")
+        io.of("/admin").emit("admin")
+        io.to("r2").sockets_join("j")
+        io.to("j").emit("via j")
+        io.server_side_emit("report")
+        io.server_side_emit("sse", 1, {"a": None})
+        # The fleet's fences come from another connection: ours must be in Redis first.
+        async with asyncio.timeout(WAIT):
+            while ours.adapter.stats.published < sent + 7:
+                await asyncio.sleep(0.02)
+        events = await fleet.settle()
+        assert events == {"A": [["to r1", b"\x01", {"k": [b"\x02"]}], ["via j"]],
+                          "B": [["via j"]], "C": [["not r2"]], "D": [["admin"]]}
+        assert fleet.lines == [
+            {"kind": "rooms", "nsp": "/", "rooms": {"A": ["j", "r1", "r2"], "B": ["j", "r2"],
+                                                    "C": []}},
+            {"kind": "sse", "nsp": "/", "args": [1, {"a": None}]},
+        ]
+        io.to("r2").except_("r1").disconnect_sockets(close=True)
+        item = await fleet.wait_for(lambda line: line["kind"] == "disconnect")
+        assert item == {"kind": "disconnect", "client": "B", "reason": "io server disconnect"}
+        item = await fleet.wait_for(lambda line: line["kind"] == "conn-close")
+        assert item == {"kind": "conn-close", "client": "B", "reason": "forced close"}
