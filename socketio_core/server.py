@@ -209,6 +209,8 @@ class Server:
             for socket in list(nsp.sockets.values()):
                 socket._on_close("server shutting down")
             nsp.adapter.close()
+        for parent in self._parent_nsps:
+            parent.adapter.close()  # a dynamic namespace's own adapter (cluster channels)
         await self.engine.stop("server shutting down")
 
     async def serve(self, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:

@@ -914,3 +914,25 @@ async def test_socketio_client_fleet_acts_on_our_node(make_ours: Any, redis: Any
         assert item == {"kind": "disconnect", "client": "B", "reason": "io server disconnect"}
         item = await fleet.wait_for(lambda line: line["kind"] == "conn-close")
         assert item == {"kind": "conn-close", "client": "B", "reason": "forced close"}
+
+
+async def test_dynamic_namespaces_across_nodes(make_ours: Any, fleet: Fleet) -> None:
+    """Children of a dynamic namespace have their own channels; stop() releases them all."""
+    import re
+
+    a = await make_ours()
+    b = await make_ours()
+    for node in (a, b):
+        parent = node.io.of(re.compile(r"^/dyn-\d+$"))
+        parent.on("connection", lambda socket: socket.join("d"))
+    await fleet.add("B", b.port, "/dyn-1", [], "websocket")
+    child = a.io.of("/dyn-1")  # created on a by name: the same channels as b's child
+    # A namespace created at run time subscribes in the background (as in Node).
+    await a.adapter.ready()
+    await b.adapter.ready()
+    child.to("d").emit("dyn", 1)
+    child.emit("fence", 1)
+    assert await fleet.clients["B"].until_fence(1) == [["dyn", 1]]
+    for node in (a, b):
+        await asyncio.wait_for(node.io.stop(), WAIT)
+        assert node.adapter._channels == {} and node.adapter._patterns == {}
