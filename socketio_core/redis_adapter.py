@@ -13,6 +13,12 @@ of clients::
     io = Server(adapter=adapter)
     await adapter.ready()            # optional: raises if Redis cannot be reached
 
+Encoding: notepack.io 3's bytes. Messages go through ``msgpack.packb`` (C) and only those
+it refuses (datetimes, lone surrogates) or that may hold a float are re-encoded by the exact,
+much slower encoder of ``redis_emitter``. The one difference left is invisible to peers: a
+dict whose keys look like array indices keeps Python's key order (JavaScript objects order
+such keys themselves, so every Node peer decodes the same object).
+
 Channels, per namespace ``nsp`` (Node's layout): broadcasts on ``<key>#<nsp>#`` or
 ``<key>#<nsp>#<room>#`` (exactly one room), msgpack ``[uid, packet, opts]``, received with
 PSUBSCRIBE ``<key>#<nsp>#*``; requests on ``<key>-request#<nsp>#`` (JSON, msgpack for
@@ -74,8 +80,10 @@ _BROADCAST_ACK = 9
 
 _EVENT = PacketType.EVENT
 _UID_CHARS = string.ascii_letters + string.digits  # uid2's alphabet
-#: Messages waiting for the publisher; beyond, new ones are dropped and counted.
-MAX_PUBLISH_QUEUE = 10_000
+#: Messages, and their bytes, waiting for the publisher; beyond either, new ones are dropped
+#: and counted (``stats.dropped``) rather than held while Redis is slow or away.
+MAX_PUBLISH_QUEUE = 100_000
+MAX_PUBLISH_BYTES = 64 * 1024 * 1024
 _PUBLISH_BATCH = 256
 _BACKOFF_START = 0.1
 _BACKOFF_MAX = 5.0
@@ -170,13 +178,16 @@ class RedisAdapterFactory:
     __slots__ = (
         "_channels",
         "_closed",
+        "_exact",
         "_loop",
         "_outage",
+        "_packb",
         "_patterns",
         "_pending_confirms",
         "_publish_wake",
         "_publisher",
         "_queue",
+        "_queued_bytes",
         "_ready",
         "_redis",
         "_retry_at",
@@ -184,7 +195,6 @@ class RedisAdapterFactory:
         "_sub_dirty",
         "_sub_error",
         "_subscriber",
-        "encoder",
         "key",
         "publish_on_specific_response_channel",
         "requests_timeout",
@@ -210,12 +220,16 @@ class RedisAdapterFactory:
         self.key = key
         self.requests_timeout = requests_timeout
         self.publish_on_specific_response_channel = publish_on_specific_response_channel
-        self.encoder = _MsgpackEncoder()
+        self._exact = _MsgpackEncoder()
+        import msgpack
+
+        self._packb = msgpack.packb
         self.stats = _Stats()
         # channel -> adapters (several servers of one process may share a factory)
         self._channels: dict[bytes, list[RedisAdapter]] = {}
         self._patterns: dict[bytes, list[RedisAdapter]] = {}
         self._queue: deque[tuple[bytes, bytes]] = deque()
+        self._queued_bytes = 0
         self._publish_wake: asyncio.Event | None = None
         self._publisher: asyncio.Task[None] | None = None
         self._subscriber: asyncio.Task[None] | None = None
@@ -231,6 +245,18 @@ class RedisAdapterFactory:
 
     def __call__(self, nsp: Namespace) -> RedisAdapter:
         return RedisAdapter(nsp, self)
+
+    def encode(self, message: Any) -> bytes:
+        """msgpack as notepack.io 3 writes it (see the module docstring for the fast path)."""
+        try:
+            data: bytes = self._packb(message, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError):
+            # datetime, lone surrogates, ...: the exact encoder knows them or says why not.
+            return self._exact.encode(message)
+        if b"\xcb" in data:
+            # Maybe a float64: notepack packs an integral number as an integer.
+            return self._exact.encode(message)
+        return data
 
     # ------------------------------------------------------------------ registration
 
@@ -315,14 +341,16 @@ class RedisAdapterFactory:
             return False
         if self._publisher is None:
             self._start()
-        if len(self._queue) >= MAX_PUBLISH_QUEUE:
+        data = message.encode() if isinstance(message, str) else message
+        if (len(self._queue) >= MAX_PUBLISH_QUEUE
+                or self._queued_bytes + len(data) > MAX_PUBLISH_BYTES):
             self.stats.dropped += 1
             if not self._outage:
                 self._outage = True
-                logger.warning("Redis publish queue full (%d): dropping messages",
-                               MAX_PUBLISH_QUEUE)
+                logger.warning("Redis publish queue full (%d messages, %d bytes): dropping "
+                               "messages to other nodes", len(self._queue), self._queued_bytes)
             return False
-        data = message.encode() if isinstance(message, str) else message
+        self._queued_bytes += len(data)
         self._queue.append((_channel(channel), data))
         if self._publish_wake is not None:
             self._publish_wake.set()
@@ -342,6 +370,7 @@ class RedisAdapterFactory:
                 return
             while queue:
                 batch = [queue.popleft() for _ in range(min(len(queue), _PUBLISH_BATCH))]
+                self._queued_bytes -= sum(len(data) for _, data in batch)
                 if self._outage and loop.time() < self._retry_at:
                     # Fail fast while Redis is away: no waiting, no growing queue.
                     self.stats.publish_errors += len(batch)
@@ -548,6 +577,8 @@ class RedisAdapter(InMemoryAdapter):
         self.response_channel = f"{key}-response#{name}#"
         self.specific_response_channel = f"{self.response_channel}{self.uid}#"
         self._channel_bytes = _channel(self.channel)
+        # msgpack of [uid, ...]: fixarray of 3, then uid as a fixstr of 6.
+        self._own_prefix = b"\x93\xa6" + self.uid.encode()
         self._response_bytes = _channel(self.response_channel)
         self._requests: dict[str, _Request] = {}
         self._ack_requests: dict[str, tuple[Callable[[int], None], Callable[[Any], None]]] = {}
@@ -573,7 +604,7 @@ class RedisAdapter(InMemoryAdapter):
         message = [self.uid, {"type": int(packet.type), "data": packet.data, "nsp": self.nsp.name},
                    raw_opts]
         try:
-            data = self.factory.encoder.encode(message)
+            data = self.factory.encode(message)
         except (TypeError, ValueError, OverflowError):
             # Local sockets still get it; the other nodes cannot.
             logger.exception("broadcast not sent to other nodes: cannot encode it")
@@ -595,7 +626,7 @@ class RedisAdapter(InMemoryAdapter):
             raw_opts = {"rooms": list(opts.rooms), "except": list(opts.except_rooms),
                         "flags": _js_flags(opts.flags, with_timeout=True)}
             try:
-                data = self.factory.encoder.encode({
+                data = self.factory.encode({
                     "uid": self.uid, "requestId": request_id, "type": _BROADCAST,
                     "packet": {"type": int(packet.type), "data": packet.data,
                                "nsp": self.nsp.name},
@@ -727,6 +758,8 @@ class RedisAdapter(InMemoryAdapter):
         # Node drops a room broadcast before decoding when no local socket is in the room.
         if room and room.decode("utf-8", "replace") not in self.rooms:
             return
+        if data.startswith(self._own_prefix):
+            return  # our own broadcast, echoed: not worth decoding
         try:
             message = self._decode(data)
             uid, packet, raw_opts = message
@@ -868,7 +901,7 @@ class RedisAdapter(InMemoryAdapter):
 
             def on_ack(*args: Any) -> None:
                 try:
-                    data = self.factory.encoder.encode({
+                    data = self.factory.encode({
                         "type": _BROADCAST_ACK, "requestId": request_id,
                         "packet": args[0] if args else None})
                 except (TypeError, ValueError, OverflowError):

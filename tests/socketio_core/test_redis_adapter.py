@@ -841,11 +841,15 @@ async def test_dates_arrive_as_from_a_node_server(
     assert events == {"P1": expected, "N1": expected}
 
 
-async def test_a_hung_redis_holds_nothing_unbounded(make_ours: Any, fleet: Fleet) -> None:
+async def test_a_hung_redis_holds_nothing_unbounded(
+    make_ours: Any, fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Redis stopped (SIGSTOP): local delivery goes on, the publish queue stays bounded."""
     import signal
 
     from socketio_core import redis_adapter
+
+    monkeypatch.setattr(redis_adapter, "MAX_PUBLISH_QUEUE", 5_000)  # a quicker test
 
     port = _free_port()
     client = redis_asyncio.Redis(port=port, socket_connect_timeout=1, socket_timeout=1)
