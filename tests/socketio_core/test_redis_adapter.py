@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import shutil
@@ -555,6 +556,9 @@ async def _take(pubsub: Any, count: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
+DATE = dt.datetime(2021, 1, 1, 0, 0, 0, 123_000, tzinfo=dt.UTC)
+
+
 def _without_uid(data: bytes, uid: str) -> bytes:
     return data.replace(uid.encode(), b"<uid!>")
 
@@ -571,6 +575,11 @@ async def test_published_bytes_equal_nodes(
          lambda: io.to("room1").emit("hello", "world")),
         ({"to": ["a"], "except": ["b"], "event": "e", "args": tag([1, 2.5, {"k": None}, b"\x01"])},
          lambda: io.to("a").except_("b").emit("e", 1, 2.5, {"k": None}, b"\x01")),
+        # Floats and dates take the exact encoder: 2.0 is packed as notepack packs 2.
+        ({"event": "numbers", "args": tag([2.0, -1.0, 0.5, 2**40, -(2**33), "é😀", DATE])},
+         lambda: io.emit("numbers", 2.0, -1.0, 0.5, 2**40, -(2**33), "é😀", DATE)),
+        ({"event": "nested", "args": tag([{"a": [True, False, None, {"b": [b"\x00" * 300]}]}])},
+         lambda: io.emit("nested", {"a": [True, False, None, {"b": [b"\x00" * 300]}]})),
         ({"nsp": "/admin", "volatile": True, "event": "v", "args": []},
          lambda: io.of("/admin").volatile.emit("v")),
         ({"op": "socketsJoin", "to": ["a"], "rooms": ["x"]}, lambda: io.to("a").sockets_join("x")),
