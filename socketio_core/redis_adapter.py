@@ -51,6 +51,7 @@ from .adapter import BroadcastFlags, BroadcastOptions, InMemoryAdapter
 from .errors import AckTimeoutError
 from .packet import JsonParser, Packet, PacketType, _loads
 from .redis_emitter import _MAX_DEPTH, _fix_surrogates, _iso, _MsgpackEncoder, _to_json
+from .socket import Handshake
 
 if TYPE_CHECKING:
     from .namespace import Namespace
@@ -531,15 +532,33 @@ class _Request:
     items: list[Any] | None = None
 
 
+def _remote_handshake(value: Any) -> Handshake:
+    """Node's handshake object as ours, so local and remote sockets read alike."""
+    value = value if isinstance(value, dict) else {}
+
+    def get(name: str, kind: type, default: Any) -> Any:
+        item = value.get(name)
+        return item if isinstance(item, kind) else default
+
+    return Handshake(
+        headers=get("headers", dict, {}), time=get("time", str, ""),
+        address=get("address", str, ""), xdomain=bool(value.get("xdomain")),
+        secure=bool(value.get("secure")), issued=get("issued", int, 0),
+        url=get("url", str, ""), query=get("query", dict, {}), auth=get("auth", dict, {}),
+    )
+
+
 class RemoteSocket:
-    """A socket of another node, as ``fetch_sockets`` returns it (Node's ``RemoteSocket``)."""
+    """A socket of another node, as ``fetch_sockets`` returns it (Node's ``RemoteSocket``):
+    ``id``, ``handshake`` (a ``Handshake``, like a local socket's), ``rooms``, ``data``;
+    ``emit``, ``join``, ``leave`` and ``disconnect`` act through the cluster."""
 
     __slots__ = ("_adapter", "data", "handshake", "id", "rooms")
 
     def __init__(self, adapter: RedisAdapter, details: dict[str, Any]) -> None:
         self._adapter = adapter
         self.id: str = details.get("id", "")
-        self.handshake: dict[str, Any] = details.get("handshake") or {}
+        self.handshake = _remote_handshake(details.get("handshake"))
         self.rooms: set[str] = set(details.get("rooms") or ())
         self.data: Any = details.get("data")
 

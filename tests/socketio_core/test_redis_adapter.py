@@ -449,11 +449,10 @@ async def test_fetch_sockets_all_rooms_count_and_acks_across(
     assert await io.server_count() == 2
     assert await node_node.call("serverCount") == 2
     found = await io.in_("r2").fetch_sockets()
-    names = sorted(s.handshake["auth"]["name"] if isinstance(s, RemoteSocket)
-                   else s.handshake.auth["name"] for s in found)
-    assert names == ["N1", "N2", "P1", "P2"]
-    remote = next(s for s in found if isinstance(s, RemoteSocket)
-                  and s.handshake["auth"]["name"] == "N1")
+    names = sorted((s.handshake.auth["name"], isinstance(s, RemoteSocket)) for s in found)
+    assert names == [("N1", True), ("N2", True), ("P1", False), ("P2", False)]
+    remote = next(s for s in found if s.handshake.auth["name"] == "N1")
+    assert remote.handshake.url.startswith("/socket.io/") and remote.handshake.address
     assert remote.id == fleet.sid("N1") and remote.rooms == {remote.id, "r1", "r2"}
     remote.join("via-remote")
     remote.emit("to remote", b"\x07")
