@@ -298,6 +298,9 @@ class InMemoryAdapter:
         """Every room of the namespace (on every node, with a cluster adapter)."""
         return set(self.rooms)
 
+    def start(self) -> None:
+        """The server is starting, in its event loop (cluster adapters connect here)."""
+
     def close(self) -> None:
         """Release resources (cluster adapters unsubscribe here)."""
 

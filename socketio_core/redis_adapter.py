@@ -762,6 +762,15 @@ class RedisAdapter(InMemoryAdapter):
         finally:
             self._requests.pop(request_id, None)
 
+    def start(self) -> None:
+        self.factory._start()
+
+    def add_all(self, sid: str, rooms: Iterable[str]) -> None:
+        # Under ASGI nothing calls start(): the first connection starts the Redis side.
+        if self.factory._subscriber is None:
+            self.factory._start()
+        super().add_all(sid, rooms)
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

@@ -197,6 +197,9 @@ class Server:
     # ------------------------------------------------------------------ running
 
     async def start(self, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
+        # Adapters made before the loop ran (``Server(...)`` at import time) start now.
+        for nsp in [*self._nsps.values(), *self._parent_nsps]:
+            nsp.adapter.start()
         await self.engine.start(host, port, **kwargs)
 
     @property

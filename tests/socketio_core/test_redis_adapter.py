@@ -970,3 +970,35 @@ async def test_many_broadcasts_arrive_once_and_in_order(make_ours: Any, fleet: F
     assert [e[1] for e in events["B2"]] == list(range(0, 1000, 2))
     assert all(e[2] == b"\x01" * (e[1] % 7) for e in events["B2"])
     assert a.adapter.stats.publish_errors == 0 and a.adapter.stats.dropped == 0
+
+
+def test_a_server_made_before_the_loop_runs(key: str) -> None:
+    """``Server(adapter=create_adapter(...))`` at import time: ``start()`` subscribes, so a
+    node without clients still gets server-side events."""
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    factory = create_adapter(client, key=key)
+    io = Server(adapter=factory)
+    got: list[Any] = []
+    io.on("sse", got.append)
+
+    async def scenario() -> None:
+        try:
+            await client.ping()
+        except OSError:
+            pytest.skip("no Redis on 127.0.0.1:6379")
+        await io.start("127.0.0.1", 0)
+        try:
+            async with asyncio.timeout(WAIT):  # subscribed without ready()
+                while await io.server_count() != 1:
+                    await asyncio.sleep(0.02)
+            await Emitter(client, key=key).server_side_emit("sse", "hello")
+            async with asyncio.timeout(WAIT):
+                while not got:
+                    await asyncio.sleep(0.02)
+            assert got == ["hello"]
+        finally:
+            await io.stop()
+            await factory.aclose()
+            await client.aclose()
+
+    asyncio.run(scenario())
