@@ -29,8 +29,11 @@ serves every namespace.
 A broadcast is delivered to local sockets at once and handed to one publisher task that
 sends queued messages in order, pipelined, on one connection. Redis being away never
 blocks nor fails a local delivery: publishes are dropped (bounded queue), counted in
-``stats`` and logged once per outage; the subscriber reconnects with backoff and
-subscribes again.
+``factory.stats`` (``published``, ``publish_errors``, ``dropped``, ``received``,
+``reconnects``) and logged once per outage; the subscriber reconnects with backoff
+(0.1 s doubling to 5 s, with jitter) and subscribes again. Requests to other nodes
+(``fetch_sockets``, ``all_rooms``, ``server_count``, acks) raise ``RedisAdapterError`` or
+``AckTimeoutError`` within ``requests_timeout``.
 """
 
 from __future__ import annotations
@@ -314,7 +317,8 @@ class RedisAdapterFactory:
         ``requests_timeout``), with the last Redis error as the cause.
         """
         self._start()
-        assert self._ready is not None
+        if self._ready is None:
+            raise RedisAdapterError("the Redis adapter is closed")
         try:
             await asyncio.wait_for(self._ready.wait(), timeout or self.requests_timeout)
         except TimeoutError:
@@ -331,8 +335,9 @@ class RedisAdapterFactory:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        with contextlib.suppress(Exception):
-            await self._sub_client.aclose()
+        if self._sub_client is not self._redis:  # never close the caller's client
+            with contextlib.suppress(Exception):
+                await self._sub_client.aclose()
 
     # ------------------------------------------------------------------ publishing
 
