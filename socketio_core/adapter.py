@@ -290,6 +290,17 @@ class InMemoryAdapter:
     def server_side_emit(self, args: list[Any]) -> None:
         """Send to the other nodes of the cluster: there are none in memory."""
 
+    async def server_side_emit_with_ack(self, args: list[Any]) -> list[Any]:
+        """The answers of the other nodes: none in memory."""
+        return []
+
+    async def all_rooms(self) -> set[str]:
+        """Every room of the namespace (on every node, with a cluster adapter)."""
+        return set(self.rooms)
+
+    def start(self) -> None:
+        """The server is starting, in its event loop (cluster adapters connect here)."""
+
     def close(self) -> None:
         """Release resources (cluster adapters unsubscribe here)."""
 

@@ -118,6 +118,9 @@ class BroadcastOperator:
         packet = Packet(PacketType.EVENT, [event, *args], self._adapter.nsp.name)
         self._adapter.broadcast_with_ack(packet, self._opts, on_count, on_ack)
         timeout = self._opts.flags.timeout
+        if timeout is None and servers > 1:
+            # Other nodes may be gone without a word: a cluster adapter bounds the wait.
+            timeout = getattr(self._adapter, "requests_timeout", None)
         if timeout is None:
             return await done
         try:

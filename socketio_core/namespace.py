@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .broadcast import BroadcastOperator, Rooms
 from .errors import ConnectRefused
-from .packet import Packet, PacketType
+from .packet import RESERVED_EVENTS, Packet, PacketType
 from .socket import Socket
 
 if TYPE_CHECKING:
@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Namespace", "ParentNamespace"]
+__all__ = ["SERVER_SIDE_RESERVED_EVENTS", "Namespace", "ParentNamespace"]
+
+#: Names that are never server-side events: the namespace's own events and the reserved
+#: event names of the protocol (Node refuses "connect", "connection", "new_namespace").
+SERVER_SIDE_RESERVED_EVENTS = RESERVED_EVENTS | {"connection", "new_namespace"}
 
 ConnectMiddleware = Callable[[Socket], Any]
 Handler = Callable[..., Any]
@@ -59,7 +63,11 @@ class Namespace:
         return middleware
 
     def on(self, event: str, handler: Handler | None = None) -> Any:
-        """``connection`` handlers get each new socket; usable as a decorator."""
+        """``connection`` handlers get each new socket; usable as a decorator.
+
+        Any other name that is not reserved is a server-side event: its handlers receive
+        the arguments of ``server_side_emit`` calls made on other nodes (or by emitters).
+        """
 
         def register(fn: Handler) -> Handler:
             self._handlers.setdefault(event, []).append(fn)
@@ -70,6 +78,31 @@ class Namespace:
     def _emit_reserved(self, event: str, *args: Any) -> None:
         for handler in list(self._handlers.get(event, ())):
             self.server.engine.call_handler(handler, *args)
+
+    def _on_server_side_emit(
+        self, event: str, args: list[Any], ack: Callable[[Any], None] | None = None
+    ) -> None:
+        """A server-side event from another node; ``ack`` gets the first handler's answer."""
+        if event in SERVER_SIDE_RESERVED_EVENTS:
+            return
+        handlers = list(self._handlers.get(event, ()))
+        for index, handler in enumerate(handlers):
+            if ack is None or index > 0:
+                self.server.engine.call_handler(handler, *args)
+                continue
+            try:
+                result = handler(*args)
+            except Exception:
+                logger.exception("error in server-side event handler %r", handler)
+                continue
+            if inspect.isawaitable(result):
+                self.server.engine.spawn(self._answer(result, ack))
+            else:
+                ack(result)
+
+    @staticmethod
+    async def _answer(result: Any, ack: Callable[[Any], None]) -> None:
+        ack(await result)
 
     # ------------------------------------------------------------------ connecting
 
@@ -224,7 +257,22 @@ class Namespace:
 
     def server_side_emit(self, event: str, *args: Any) -> None:
         """Send an event to the other nodes of the cluster (none with the memory adapter)."""
+        _check_server_side_event(event)
         self.adapter.server_side_emit([event, *args])
+
+    async def server_side_emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        """Send an event to the other nodes and return their handlers' answers (one per
+        node). Raises AckTimeoutError (with the partial list) after the adapter's
+        ``requests_timeout``."""
+        _check_server_side_event(event)
+        return await self.adapter.server_side_emit_with_ack([event, *args])
+
+
+def _check_server_side_event(event: str) -> None:
+    if not isinstance(event, str):
+        raise TypeError("event name must be a string")
+    if event in SERVER_SIDE_RESERVED_EVENTS:
+        raise ValueError(f'"{event}" is a reserved event name')
 
 
 NamespaceMatcher = re.Pattern[str] | Callable[[str, dict[str, Any]], Any]

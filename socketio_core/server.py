@@ -124,7 +124,8 @@ class Server:
     # ------------------------------------------------------------------ main namespace
 
     def on(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
-        """``connection`` and ``new_namespace`` handlers of the main namespace."""
+        """``connection`` and ``new_namespace`` handlers of the main namespace, and
+        server-side events (``server_side_emit`` of other nodes) for other names."""
         return self.sockets.on(event, handler)
 
     def use(self, middleware: Callable[[Socket], Any]) -> Callable[[Socket], Any]:
@@ -176,6 +177,13 @@ class Server:
     def server_side_emit(self, event: str, *args: Any) -> None:
         self.sockets.server_side_emit(event, *args)
 
+    async def server_side_emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        return await self.sockets.server_side_emit_with_ack(event, *args)
+
+    async def server_count(self) -> int:
+        """How many servers share the main namespace (1 without a cluster adapter)."""
+        return await self.sockets.adapter.server_count()
+
     # ------------------------------------------------------------------ engine events
 
     def _on_engine_connection(self, session: Session) -> None:
@@ -189,6 +197,9 @@ class Server:
     # ------------------------------------------------------------------ running
 
     async def start(self, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
+        # Adapters made before the loop ran (``Server(...)`` at import time) start now.
+        for nsp in [*self._nsps.values(), *self._parent_nsps]:
+            nsp.adapter.start()
         await self.engine.start(host, port, **kwargs)
 
     @property
@@ -201,6 +212,8 @@ class Server:
             for socket in list(nsp.sockets.values()):
                 socket._on_close("server shutting down")
             nsp.adapter.close()
+        for parent in self._parent_nsps:
+            parent.adapter.close()  # a dynamic namespace's own adapter (cluster channels)
         await self.engine.stop("server shutting down")
 
     async def serve(self, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
