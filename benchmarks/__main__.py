@@ -1,6 +1,7 @@
 """``python -m benchmarks``: the load benchmarks (the micro ones are ``pytest benchmarks/micro``).
 
-  python -m benchmarks run [SCENARIO...]     fanout echo connect memory (default: all)
+  python -m benchmarks run [SCENARIO...]     fanout echo connect memory (default: these)
+                                             fanout2 (two nodes + Redis: by name only)
   python -m benchmarks run --quick fanout    shorter, one repetition (for development)
   python -m benchmarks run --smoke           tiny, our server only (the test suite's check)
   python -m benchmarks install               install the competitors into the cache folder
@@ -26,7 +27,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
     run = sub.add_parser("run", help="run load scenarios against the servers")
     run.add_argument("scenarios", nargs="*", metavar="SCENARIO",
-                     help="fanout, echo, connect, memory (default: all)")
+                     help="fanout, echo, connect, memory (default: these four); fanout2 "
+                     "(two nodes sharing Redis) only when named")
     group = run.add_mutually_exclusive_group()
     group.add_argument("--quick", dest="profile", action="store_const", const="quick",
                        help="shorter runs, 1 repetition, 1,000-client fan-out only")
@@ -42,6 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      help="never install into the cache folder (fail if it is missing)")
     run.add_argument("--server-cpu", type=int, default=0, help="core of the server (0)")
     run.add_argument("--generator-cpu", type=int, default=1, help="core of the generator (1)")
+    run.add_argument("--redis-url", default="redis://127.0.0.1:6379",
+                     help="Redis of the fanout2 scenario (redis://127.0.0.1:6379)")
 
     sub.add_parser("install", help="install python-socketio, socket.io etc. into the cache")
 

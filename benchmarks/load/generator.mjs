@@ -4,7 +4,9 @@
 //
 //   node generator.mjs '<json config>'
 //
-// The config names the scenario, the server's port and pid, and the sizes and times.
+// The config names the scenario, the server's port and pid, and the sizes and times;
+// `ports` and `server_pids` (lists) instead name the nodes of a fleet (scenario fanout2):
+// client k connects to ports[k % n], and the server CPU is summed over every pid.
 // Everything is bounded: connection phases have deadlines, measurement windows are timed,
 // and a watchdog exits the process after config.deadline seconds whatever happens.
 // Progress goes to stderr as "PROGRESS <text>"; the result is one stdout line
@@ -19,7 +21,8 @@ import { performance } from "node:perf_hooks";
 
 const cfg = JSON.parse(process.argv[2] || "{}");
 const HOST = cfg.host || "127.0.0.1";
-const PORT = cfg.port;
+const PORTS = cfg.ports || [cfg.port];
+const SERVER_PIDS = cfg.server_pids || (cfg.server_pid ? [cfg.server_pid] : []);
 const SIO_PATH = cfg.path || "/socket.io/";
 const CLK_TCK = cfg.clk_tck || 100;
 
@@ -39,11 +42,10 @@ function progress(text) {
 
 // ------------------------------------------------------------------ CPU and memory
 
-// [user + system, system] CPU seconds of the server process (all its threads).
-function serverCpu() {
-  if (!cfg.server_pid) return null;
+// [user + system, system] CPU seconds of one server process (all its threads).
+function processCpu(pid) {
   try {
-    const stat = fs.readFileSync(`/proc/${cfg.server_pid}/stat`, "utf8");
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     const user = Number(fields[11]) / CLK_TCK; // utime
     const system = Number(fields[12]) / CLK_TCK; // stime
@@ -53,10 +55,26 @@ function serverCpu() {
   }
 }
 
+// [user + system, system, [per-process user + system]]: summed over every server process.
+function serverCpu() {
+  if (!SERVER_PIDS.length) return null;
+  let total = 0;
+  let system = 0;
+  const each = [];
+  for (const pid of SERVER_PIDS) {
+    const cpu = processCpu(pid);
+    if (cpu === null) return null;
+    total += cpu[0];
+    system += cpu[1];
+    each.push(cpu[0]);
+  }
+  return [total, system, each];
+}
+
 function serverRssBytes() {
-  if (!cfg.server_pid) return null;
+  if (!SERVER_PIDS.length) return null;
   try {
-    const status = fs.readFileSync(`/proc/${cfg.server_pid}/status`, "utf8");
+    const status = fs.readFileSync(`/proc/${SERVER_PIDS[0]}/status`, "utf8");
     const match = /^VmRSS:\s+(\d+) kB/m.exec(status);
     return match ? Number(match[1]) * 1024 : null;
   } catch {
@@ -86,10 +104,13 @@ class Window {
     const serverSystem = known ? this.server1[1] - this.server0[1] : null;
     const genCpu = (this.gen1.user + this.gen1.system) / 1e6;
     const genSystem = this.gen1.system / 1e6;
+    const perNode = known && SERVER_PIDS.length > 1
+      ? this.server1[2].map((v, k) => v - this.server0[2][k]) : undefined;
     return {
       seconds: wall,
       operations,
       server_cpu_s: serverCpu,
+      server_cpu_s_per_node: perNode,
       server_cpu_pct: serverCpu === null ? null : (100 * serverCpu) / wall,
       server_cpu_system_pct: serverSystem === null ? null : (100 * serverSystem) / wall,
       server_cpu_us_per_op: serverCpu === null || !operations ? null : (1e6 * serverCpu) / operations,
@@ -130,12 +151,13 @@ class Samples {
 
 // ------------------------------------------------------------------ raw WebSocket client
 
-const HANDSHAKE = Buffer.from(
+const handshake = (port) => Buffer.from(
   `GET ${SIO_PATH}?EIO=4&transport=websocket HTTP/1.1\r\n` +
-    `Host: ${HOST}:${PORT}\r\n` +
+    `Host: ${HOST}:${port}\r\n` +
     "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
 );
+const HANDSHAKES = PORTS.map(handshake);
 const HEADER_END = Buffer.from("\r\n\r\n");
 const READ_BUFFER = Buffer.alloc(256 * 1024);
 const ZERO_MASK = Buffer.alloc(4);
@@ -173,8 +195,9 @@ const C_4 = 0x34;
 //   onAck(client, id, buf, start, end)     a Socket.IO ACK ("43<id>[...]")
 //   onClose(client, reason)
 class RawClient {
-  constructor(handlers) {
+  constructor(handlers, node = 0) {
     this.h = handlers;
+    this.node = node; // index into PORTS
     this.state = "connecting";
     this.pending = null;
     this.fragments = null;
@@ -191,7 +214,7 @@ class RawClient {
     // an incomplete frame's bytes are copied out before the buffer is reused.
     const socket = net.connect({
       host: HOST,
-      port: PORT,
+      port: PORTS[this.node],
       onread: {
         buffer: READ_BUFFER,
         callback: (nread, buf) => {
@@ -201,7 +224,7 @@ class RawClient {
     });
     this.socket = socket;
     socket.setNoDelay(true);
-    socket.on("connect", () => socket.write(HANDSHAKE));
+    socket.on("connect", () => socket.write(HANDSHAKES[this.node]));
     socket.on("error", (err) => this.close(`error: ${err.code || err.message}`));
     socket.on("close", () => this.close("tcp close"));
   }
@@ -330,6 +353,7 @@ function openMany(total, concurrency, makeHandlers, deadlineMs, label) {
     const timer = setTimeout(finish, deadlineMs);
     const startNext = () => {
       if (started >= total) return;
+      const node = started % PORTS.length;
       started++;
       let settled = false;
       const extra = makeHandlers ? makeHandlers() : {};
@@ -354,7 +378,7 @@ function openMany(total, concurrency, makeHandlers, deadlineMs, label) {
           }
           if (extra.onClose) extra.onClose(c, reason);
         },
-      });
+      }, node);
       client.open();
     };
     const step = () => {
@@ -416,6 +440,12 @@ async function fanout() {
   const capacity = cfg.max_samples || 4_000_000;
   let latency = new Samples(capacity);
   let sender = null;
+  // Several nodes (fanout2): latency and deliveries also per node; the sender is on node 0.
+  const nodes = PORTS.length;
+  const perNodeSamples = () =>
+    nodes > 1 ? PORTS.map(() => new Samples(Math.ceil(capacity / nodes))) : null;
+  let nodeLatency = perNodeSamples();
+  const nodeMeasured = new Array(nodes).fill(0);
 
   const maybeSend = () => {
     while (!stopped && sent - deliveries / N < window) {
@@ -428,7 +458,12 @@ async function fanout() {
     if (measuring) {
       measured++;
       const t = readTimestamp(buf, start, end);
-      if (t >= 0) latency.add((nowMicros() - t) / 1000);
+      if (t >= 0) {
+        const ms = (nowMicros() - t) / 1000;
+        latency.add(ms);
+        if (nodeLatency) nodeLatency[client.node].add(ms);
+      }
+      if (nodes > 1) nodeMeasured[client.node]++;
     }
     if (!stopped) maybeSend();
   };
@@ -460,7 +495,7 @@ async function fanout() {
       c.sendText(`421["join","${room}"]`);
     }
   });
-  sender = clients[0];
+  sender = clients.find((c) => c.node === 0);
 
   progress("warmup");
   stopped = false;
@@ -468,6 +503,7 @@ async function fanout() {
   await sleep((cfg.warmup || 2) * 1000);
   const win = new Window();
   measured = 0;
+  nodeMeasured.fill(0);
   measuring = true;
   win.start();
   progress(`measuring throughput (${window} in flight)`);
@@ -477,15 +513,19 @@ async function fanout() {
   stopped = true;
   const throughput = win.report(measured);
   const loadedLatency = latency.summary();
+  const loadedByNode = nodeLatency && nodeLatency.map((x) => x.summary());
+  const nodeDeliveries = nodeMeasured.slice(); // the latency phase counts on
   const sentLoaded = sent;
   await drain();
   const undelivered = sent * N - deliveries;
 
   let unloaded = { count: 0 };
+  let unloadedByNode = null;
   let unloadedBroadcasts = 0;
   if ((cfg.latency_duration || 0) > 0) {
     progress("measuring latency (1 in flight)");
     latency = new Samples(capacity);
+    nodeLatency = perNodeSamples();
     window = 1;
     const before = sent;
     measuring = true;
@@ -496,9 +536,19 @@ async function fanout() {
     await drain();
     measuring = false;
     unloaded = latency.summary();
+    unloadedByNode = nodeLatency && nodeLatency.map((x) => x.summary());
     unloadedBroadcasts = sent - before;
   }
   closeAll(clients);
+  const byNode = nodes > 1 ? {
+    nodes,
+    clients_per_node: PORTS.map((_, k) => clients.filter((c) => c.node === k).length),
+    deliveries_per_s_per_node: nodeDeliveries.map((n) => n / throughput.seconds),
+    latency_ms_per_node: unloadedByNode,
+    loaded_latency_ms_per_node: loadedByNode,
+    // node 1 gets every broadcast through Redis: its latency is the cross-node one
+    remote_latency_ms: unloadedByNode ? unloadedByNode[1] : null,
+  } : {};
   return {
     clients: N,
     window: cfg.window || 4,
@@ -509,6 +559,7 @@ async function fanout() {
     latency_broadcasts: unloadedBroadcasts,
     loaded_latency_ms: loadedLatency,
     undelivered_after_throughput: undelivered,
+    ...byNode,
     ...throughput,
   };
 }
@@ -606,7 +657,7 @@ async function connectUpgrade() {
   const { io } = loadSocketIoClient();
   const total = cfg.connections;
   const concurrency = cfg.concurrency || 100;
-  const url = `http://${HOST}:${PORT}`;
+  const url = `http://${HOST}:${PORTS[0]}`;
   const run = (count, label, deadlineMs) =>
     new Promise((resolve) => {
       const sockets = [];

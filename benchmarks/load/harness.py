@@ -15,12 +15,13 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 from . import report
 from .env import Env, get_env
-from .scenarios import PROFILES, SCENARIOS, Case, build_cases, read_metric
+from .scenarios import DEFAULT_SCENARIOS, PROFILES, Case, build_cases, read_metric
 from .servers import LABELS, REPO_ROOT, SERVER_NAMES, ServerError, pin, start_server
 
 GENERATOR = Path(__file__).resolve().parent / "generator.mjs"
@@ -192,6 +193,22 @@ def snapshot_ours(dest: Path) -> Path:
     return dest
 
 
+def redis_ping(url: str, timeout: float = 2.0) -> str | None:
+    """None when a Redis server answers PING at ``url`` (redis://host:port), else why not."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379),
+                                      timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            answer = sock.recv(64)
+    except OSError as exc:
+        return f"{url}: {exc}"
+    return None if answer.startswith(b"+PONG") else f"{url} answered {answer[:40]!r}"
+
+
 def loadavg() -> list[float]:
     try:
         return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
@@ -203,17 +220,20 @@ def loadavg() -> list[float]:
 
 
 def run_generator(
-    case: Case, port: int, server_pid: int, env: Env | None, npm_dir: Path | None,
-    cpu: int | None, progress: Progress,
+    case: Case, ports: list[int], server_pids: list[int], env: Env | None,
+    npm_dir: Path | None, cpu: int | None, progress: Progress,
 ) -> dict[str, Any]:
     config = {
         **case.generator,
-        "port": port,
-        "server_pid": server_pid,
+        "port": ports[0],
+        "server_pid": server_pids[0],
         "clk_tck": os.sysconf("SC_CLK_TCK"),
         "deadline": case.deadline,
         "path": "/socket.io/",
     }
+    if len(ports) > 1:
+        config["ports"] = ports
+        config["server_pids"] = server_pids
     if npm_dir is not None:
         config["npm_dir"] = str(npm_dir)
     proc = subprocess.Popen(
@@ -320,7 +340,7 @@ def run(args: Any) -> int:
     if args.fanout_sizes:
         sizes = tuple(int(s) for s in args.fanout_sizes.split(",") if s)
         profile = type(profile)(**{**profile.__dict__, "fanout_sizes": sizes})
-    scenarios = args.scenarios or list(SCENARIOS)
+    scenarios = args.scenarios or list(DEFAULT_SCENARIOS)
     servers = args.servers.split(",") if args.servers else list(SERVER_NAMES)
     if args.profile == "smoke" and not args.servers:
         servers = ["ours"]
@@ -331,7 +351,16 @@ def run(args: Any) -> int:
     if shutil.which("node") is None:
         print("node is required (the load generator runs on Node.js)", file=sys.stderr)
         return 2
-    cases = build_cases(scenarios, profile)
+    try:
+        cases = build_cases(scenarios, profile)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if any(c.nodes > 1 for c in cases):
+        why = redis_ping(args.redis_url)
+        if why is not None:
+            print(f"fanout2 needs Redis ({why}); use --redis-url", file=sys.stderr)
+            return 2
 
     env = get_env()
     if any(s != "ours" for s in servers):
@@ -369,6 +398,7 @@ def run(args: Any) -> int:
         "reps": profile.reps,
         "profile_settings": profile.__dict__ | {"fanout_sizes": list(profile.fanout_sizes)},
         "server_cpu": args.server_cpu,
+        "redis_url": args.redis_url if any(c.nodes > 1 for c in cases) else None,
         "generator_cpu": args.generator_cpu,
         "machine": machine_info(env),
         "loadavg_start": loadavg(),
@@ -400,14 +430,26 @@ def run(args: Any) -> int:
                 progress.begin(f"rep {rep + 1} {case.name} {server}")
                 t0 = time.monotonic()
                 load_before = loadavg()
+                extra: list[str] = []
+                if case.nodes > 1:
+                    # A channel prefix of this run only: the Redis server may be shared.
+                    key = f"bench-{run_id}-{rep + 1}-{server}-{uuid.uuid4().hex[:8]}"
+                    extra = ["--redis", args.redis_url, "--redis-key", key]
                 try:
-                    with start_server(server, env, args.server_cpu, log_dir,
-                                      ours_src=snapshot) as running:
-                        result = run_generator(case, running.port, running.pid, env, npm_dir,
+                    with contextlib.ExitStack() as stack:
+                        nodes = [
+                            stack.enter_context(start_server(
+                                server, env, args.server_cpu, log_dir, ours_src=snapshot,
+                                extra_args=extra))
+                            for _ in range(case.nodes)
+                        ]
+                        result = run_generator(case, [n.port for n in nodes],
+                                               [n.pid for n in nodes], env, npm_dir,
                                                args.generator_cpu, progress)
-                        if "error" in result or running.proc.poll() is not None:
+                        exited = [n for n in nodes if n.proc.poll() is not None]
+                        if "error" in result or exited:
                             result.setdefault("error", "server exited during the run")
-                            result["server_log"] = running.log_tail()
+                            result["server_log"] = "\n".join(n.log_tail() for n in nodes)
                 except ServerError as exc:
                     result = {"error": str(exc)}
                 runs.append({

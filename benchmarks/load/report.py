@@ -96,7 +96,8 @@ def warnings(data: dict[str, Any]) -> list[str]:
         # In the throughput scenarios the server should own its core; below 90% it was
         # either pre-empted by other load on the machine or limited by something else.
         cpu = result.get("server_cpu_pct")
-        if scenario_of.get(run["case"]) in ("fanout", "echo") and cpu is not None and cpu < 90:
+        if (scenario_of.get(run["case"]) in ("fanout", "fanout2", "echo") and cpu is not None
+                and cpu < 90):
             out.append(f"{where}: the server used only {cpu:.0f}% of its core (other load on "
                        f"the machine? load average {run.get('loadavg_before')})")
     return out

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-SCENARIOS = ("fanout", "echo", "connect", "memory")
+SCENARIOS = ("fanout", "echo", "connect", "memory", "fanout2")
+#: What ``run`` does without scenario names: fanout2 needs Redis, so it is asked for by name.
+DEFAULT_SCENARIOS = ("fanout", "echo", "connect", "memory")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class Case:
     deadline: float
     #: The generator needs the npm socket.io-client.
     needs_client_lib: bool = False
+    #: Server processes per run: 2 for fanout2 (two nodes of one kind sharing one Redis).
+    nodes: int = 1
     notes: list[str] = field(default_factory=list)
 
 
@@ -136,6 +140,61 @@ def build_cases(scenarios: list[str], profile: Profile) -> list[Case]:
                             "latency p50/p99 with one broadcast in flight "
                             f"({profile.fanout_latency_duration:g} s): emit-to-receipt over all "
                             "recipients; 'under load' is the throughput phase's"
+                        ],
+                    )
+                )
+        elif scenario == "fanout2":
+            for size in profile.fanout_sizes:
+                cases.append(
+                    Case(
+                        scenario="fanout2",
+                        name=f"fanout2-{size}",
+                        title=f"two-node fan-out: {size:,} clients split over 2 server processes "
+                        "sharing one Redis, ~100-byte broadcasts",
+                        generator={
+                            "scenario": "fanout",
+                            "clients": size,
+                            "window": profile.fanout_window,
+                            "warmup": profile.fanout_warmup,
+                            "duration": profile.fanout_duration,
+                            "latency_duration": profile.fanout_latency_duration,
+                            "payload_bytes": 100,
+                            "concurrency": 200,
+                            "connect_timeout": 120,
+                        },
+                        metrics=[
+                            Metric("deliveries_per_s", "deliveries/s (both nodes)", "1/s",
+                                   "higher", primary=True),
+                            Metric("latency_ms.p50", "latency p50", "ms", "lower"),
+                            Metric("latency_ms.p99", "latency p99", "ms", "lower"),
+                            Metric("remote_latency_ms.p50", "latency p50, other node", "ms",
+                                   "lower"),
+                            Metric("remote_latency_ms.p99", "latency p99, other node", "ms",
+                                   "lower"),
+                            Metric("loaded_latency_ms.p50", "latency p50 under load", "ms",
+                                   "lower"),
+                            Metric("server_cpu_us_per_op",
+                                   "server CPU per delivery (both nodes)", "us", "lower"),
+                            Metric("server_cpu_pct", "server CPU (both nodes)", "% of a core",
+                                   "lower"),
+                            Metric("server_cpu_system_pct", "of which kernel", "% of a core",
+                                   "lower"),
+                            Metric("generator_cpu_pct", "generator CPU", "% of a core",
+                                   "lower"),
+                        ],
+                        deadline=profile.fanout_warmup + profile.fanout_duration
+                        + profile.fanout_latency_duration + 180,
+                        nodes=2,
+                        notes=[
+                            "two server processes of one kind, both pinned to the server core, "
+                            "sharing one Redis through their Redis adapter (ours: "
+                            "socketio_core.redis_adapter; Node: @socket.io/redis-adapter 8.3.0; "
+                            "python-socketio: AsyncRedisManager) with a channel prefix unique "
+                            "to the run; clients alternate between the nodes, the sender is on "
+                            "the first, so every broadcast reaches half the room through Redis",
+                            "as fanout otherwise; server CPU is the sum over both processes "
+                            "(Redis's own CPU is not counted); 'other node' is the latency "
+                            "of the clients on the second node (one broadcast in flight)",
                         ],
                     )
                 )

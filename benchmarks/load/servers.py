@@ -44,6 +44,7 @@ def pin(cpu: int | None) -> list[str]:
 def server_command(
     name: str, env: Env | None, ours_src: Path | None = None
 ) -> tuple[list[str], dict[str, str]]:
+    """The app's command line and environment (``--port 0``: the app prints its port)."""
     environ = dict(os.environ)
     environ.pop("PYTHONPATH", None)
     if name == "ours":
@@ -97,9 +98,12 @@ def _read_port(stream: IO[str], timeout: float) -> int | None:
 
 @contextlib.contextmanager
 def start_server(
-    name: str, env: Env | None, cpu: int | None, log_dir: Path, ours_src: Path | None = None
+    name: str, env: Env | None, cpu: int | None, log_dir: Path, ours_src: Path | None = None,
+    extra_args: list[str] | None = None,
 ) -> Iterator[RunningServer]:
+    """One server process pinned to ``cpu``; ``extra_args`` go to the app (``--redis ...``)."""
     argv, environ = server_command(name, env, ours_src)
+    argv += extra_args or []
     log_path = log_dir / f"{name}-{time.monotonic_ns()}.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(

@@ -7,7 +7,9 @@ Contract shared by the three apps (path ``/socket.io/``):
 * ``echo`` (payload) with ack -> ack (payload).
 
 ``python benchmarks/load/apps/ours.py --port 0`` prints ``LISTENING <port>`` once listening;
-SIGTERM / SIGINT stop it.
+SIGTERM / SIGINT stop it. With ``--redis URL --redis-key KEY`` the server is one node of a
+fleet: ``socketio_core.redis_adapter.create_adapter`` (the ``fanout2`` scenario), and
+``LISTENING`` waits until the adapter is subscribed.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from typing import Any
 from socketio_core import Server, Socket, run
 
 
-def build() -> Server:
-    io = Server(path="/socket.io/")
+def build(adapter: Any = None) -> Server:
+    io = Server(path="/socket.io/") if adapter is None else Server(
+        path="/socket.io/", adapter=adapter)
 
     @io.on("connection")
     def connection(socket: Socket) -> None:
@@ -43,9 +46,21 @@ def build() -> Server:
     return io
 
 
-async def main(host: str, port: int) -> None:
-    io = build()
+async def main(host: str, port: int, redis_url: str | None, redis_key: str) -> None:
+    client: Any = None
+    adapter: Any = None
+    if redis_url:
+        import redis.asyncio as aioredis
+
+        from socketio_core.redis_adapter import create_adapter
+
+        client = aioredis.Redis.from_url(redis_url)
+        adapter = create_adapter(client, key=redis_key)
+    io = build(adapter)
     await io.start(host, port)
+    if adapter is not None:
+        # The other node's broadcasts must arrive from the first client on.
+        await adapter.ready(timeout=10)
     print(f"LISTENING {io.port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -53,12 +68,17 @@ async def main(host: str, port: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await io.stop()
+    if adapter is not None:
+        await adapter.aclose()
+        await client.aclose()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--redis", help="Redis URL: run as one node with the Redis adapter")
+    parser.add_argument("--redis-key", default="socket.io", help="the adapter's channel prefix")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    run(main(args.host, args.port))
+    run(main(args.host, args.port, args.redis, args.redis_key))

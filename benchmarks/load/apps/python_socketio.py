@@ -3,6 +3,8 @@ uvicorn with uvloop, log level warning. Same contract as ``ours.py``.
 
 Runs in the harness's cache venv (python-socketio, uvicorn, uvloop pinned there).
 WebSocket permessage-deflate is off, as in the other two servers' defaults.
+With ``--redis URL --redis-key KEY`` the server is one node of a fleet through
+``socketio.AsyncRedisManager`` (channel KEY; needs the ``redis`` package in the venv).
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import socketio
 import uvicorn
 
 
-def build() -> socketio.AsyncServer:
-    sio = socketio.AsyncServer(async_mode="asgi")
+def build(redis_url: str | None = None, redis_key: str = "socketio") -> socketio.AsyncServer:
+    manager = None
+    if redis_url:
+        manager = socketio.AsyncRedisManager(redis_url, channel=redis_key)
+    sio = socketio.AsyncServer(async_mode="asgi", client_manager=manager)
 
     @sio.on("join")
     async def join(sid: str, room: str) -> bool:
@@ -35,8 +40,9 @@ def build() -> socketio.AsyncServer:
     return sio
 
 
-async def main(host: str, port: int) -> None:
-    app = socketio.ASGIApp(build(), socketio_path="socket.io")
+async def main(host: str, port: int, redis_url: str | None, redis_key: str) -> None:
+    sio = build(redis_url, redis_key)
+    app = socketio.ASGIApp(sio, socketio_path="socket.io")
     config = uvicorn.Config(
         app,
         host=host,
@@ -58,6 +64,12 @@ async def main(host: str, port: int) -> None:
             task.result()
             return
         await asyncio.sleep(0.01)
+    if redis_url:
+        # The manager subscribes in a background task that python-socketio starts at the
+        # first connection; start it now (once) so it listens before clients arrive.
+        sio.manager_initialized = True
+        sio.manager.initialize()
+        await asyncio.sleep(0.5)
     print(f"LISTENING {server.servers[0].sockets[0].getsockname()[1]}", flush=True)
     await stop.wait()
     server.should_exit = True
@@ -68,7 +80,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--redis", help="Redis URL: run as one node with AsyncRedisManager")
+    parser.add_argument("--redis-key", default="socketio", help="the manager's channel")
     args = parser.parse_args()
     import uvloop
 
-    uvloop.run(main(args.host, args.port))
+    uvloop.run(main(args.host, args.port, args.redis, args.redis_key))
