@@ -53,3 +53,36 @@ def test_load_harness_smoke(tmp_path: Path) -> None:
     assert summary["fanout-10"]["servers"]["ours"]["metrics"]["deliveries_per_s"]["median"] > 0
     assert summary["echo"]["servers"]["ours"]["metrics"]["acks_per_s"]["median"] > 0
     assert (tmp_path / results.name.replace(".json", ".md")).is_file()
+
+
+def test_load_harness_smoke_two_nodes(tmp_path: Path) -> None:
+    """fanout2: two of our server processes sharing Redis (a channel prefix unique to the run)."""
+    if shutil.which("node") is None:
+        pytest.skip("Node.js is required by the load generator")
+    pytest.importorskip("redis")
+    pytest.importorskip("msgpack")
+    from benchmarks.load.harness import redis_ping
+
+    why = redis_ping("redis://127.0.0.1:6379")
+    if why is not None:
+        pytest.skip(f"no Redis: {why}")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "run", "--smoke", "fanout2", "--out",
+         str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    (results,) = tmp_path.glob("*.json")
+    data = json.loads(results.read_text())
+    (run,) = data["runs"]
+    result = run["result"]
+    assert "error" not in result, run
+    assert result["nodes"] == 2
+    assert result["clients_per_node"] == [5, 5]
+    # Both nodes' clients got broadcasts: the second node's only came through Redis.
+    assert all(rate > 0 for rate in result["deliveries_per_s_per_node"])
+    assert len(result["server_cpu_s_per_node"]) == 2

@@ -540,6 +540,19 @@ async function fanout() {
     unloadedBroadcasts = sent - before;
   }
   closeAll(clients);
+  // A silent failure (a node that never gets the other's broadcasts through Redis) must not
+  // pass for a slow result.
+  const silent = nodeDeliveries.findIndex((n) => n === 0);
+  if (throughput.operations === 0 || (nodes > 1 && silent >= 0)) {
+    return {
+      // With several nodes, a node missing the other's broadcasts stalls the closed loop.
+      error: throughput.operations === 0
+        ? "no broadcast delivered in the measurement window" +
+          (nodes > 1 ? " (are the nodes' adapters subscribed?)" : "")
+        : `no broadcast reached the clients of node ${silent} (is its adapter subscribed?)`,
+      deliveries_per_node: nodeDeliveries,
+    };
+  }
   const byNode = nodes > 1 ? {
     nodes,
     clients_per_node: PORTS.map((_, k) => clients.filter((c) => c.node === k).length),
