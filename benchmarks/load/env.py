@@ -1,5 +1,6 @@
 """The harness's cache folder: a venv with python-socketio + uvicorn + uvloop (+ matplotlib
-for the charts) and an npm folder with socket.io 4.8.4 + socket.io-client, installed on
+for the charts, redis for fanout2) and an npm folder with socket.io 4.8.4 +
+socket.io-client (+ @socket.io/redis-adapter and node-redis for fanout2), installed on
 first use from the pinned files beside this module and reinstalled when those change.
 
 Location: ``$BENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/realtime-socketio-bench``, else
@@ -80,7 +81,8 @@ class Env:
     def ensure_npm(self, log=print) -> None:
         if self.npm_ready():
             return
-        log(f"installing socket.io 4.8.4 and socket.io-client 4.8.4 into {self.npm_dir} (once)")
+        log(f"installing socket.io 4.8.4, socket.io-client 4.8.4 and @socket.io/redis-adapter "
+            f"8.3.0 into {self.npm_dir} (once)")
         if self.npm_dir.exists():
             shutil.rmtree(self.npm_dir)
         self.npm_dir.mkdir(parents=True)

@@ -4,6 +4,7 @@ load generator pinned to the other, repeat, and write JSON + markdown (+ PNG cha
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -144,16 +145,23 @@ def machine_info(env: Env | None) -> dict[str, Any]:
         versions["uvloop (ours)"] = uvloop.__version__
     except ImportError:
         versions["uvloop (ours)"] = "missing: ours runs on plain asyncio"
+    # The Redis client of our fanout2 nodes; without hiredis it parses replies in Python.
+    for module in ("redis", "hiredis"):
+        try:
+            versions[f"{module} (ours)"] = importlib.metadata.version(module)
+        except importlib.metadata.PackageNotFoundError:
+            versions[f"{module} (ours)"] = "not installed"
     versions["node"] = _run_text(["node", "--version"])
     if env is not None and env.venv_ready():
         versions["python-socketio venv"] = _run_text([
             str(env.venv_python), "-c",
             "import importlib.metadata as m; print(', '.join(f'{p} {m.version(p)}' for p in "
-            "('python-socketio', 'python-engineio', 'uvicorn', 'uvloop', 'websockets')))",
+            "('python-socketio', 'python-engineio', 'uvicorn', 'uvloop', 'websockets', 'redis')))",
         ])
     if env is not None and env.npm_ready():
         npm: list[str] = []
-        for pkg in ("socket.io", "engine.io", "ws", "socket.io-client"):
+        for pkg in ("socket.io", "engine.io", "ws", "socket.io-client",
+                    "@socket.io/redis-adapter", "redis"):
             with contextlib.suppress(OSError, ValueError):
                 meta = json.loads((env.npm_dir / "node_modules" / pkg / "package.json")
                                   .read_text())
