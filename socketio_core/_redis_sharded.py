@@ -30,9 +30,9 @@ carries binary, as Node writes them. ``server_count()`` is ``PUBSUB SHARDNUMSUB`
 common channel. The publisher queue, the reconnecting subscriber, ``stats``, ``ready()`` and
 ``aclose()`` are those of ``socketio_core.redis_adapter`` (see its docstring). Differences
 from the classic adapter, as in Node: ``all_rooms()`` is this node's rooms only (the
-cluster protocol has no such request), and a room's channel is subscribed a moment after its
-first local member joins (within the subscriber's 0.5 s read poll; ``await ready()`` waits
-for it), so a broadcast sent to the room by another node before then is not received.
+cluster protocol has no such request), and a room's channel is subscribed a moment (a Redis
+round trip or two) after its first local member joins (``await ready()`` waits for it): a
+broadcast another node sends to the room before then does not reach that member.
 """
 
 from __future__ import annotations
@@ -176,14 +176,23 @@ class ShardedRedisAdapterFactory(RedisAdapterFactory):
         self._start()
 
     def _add_channel(self, adapter: ShardedRedisAdapter, channel: str) -> None:
-        users = self._channels.setdefault(_channel(channel), [])
+        name = _channel(channel)
+        users = self._channels.setdefault(name, [])
         if adapter in users:
             return
         users.append(adapter)  # type: ignore[arg-type]
         if len(users) == 1:
+            wake = (self._ready is not None and self._ready.is_set()
+                         and name != adapter._response_bytes
+                         and adapter._response_bytes in self._channels)
             self._sub_dirty = True
             if self._ready is not None:
                 self._ready.clear()
+            if wake:
+                # The subscriber sees new channels between reads (a 0.5 s poll): an empty
+                # message on this node's own response channel, subscribed since ready() was
+                # set, ends the read now, so a room's channel follows its first join at once.
+                self.publish(adapter.response_channel, b"")
 
     def _remove_channel(self, adapter: ShardedRedisAdapter, channel: str) -> None:
         name = _channel(channel)

@@ -422,3 +422,20 @@ async def test_our_messages_are_nodes(
 async def test_refuses_an_unknown_mode(redis: Any) -> None:
     with pytest.raises(ValueError, match="subscription_mode"):
         create_sharded_adapter(redis, subscription_mode="sometimes")
+
+
+async def test_ready_waits_for_room_channels(
+    mode: str, make_ours: Any, fleet: Fleet, redis: Any, key: str
+) -> None:
+    ours = await make_ours(mode)
+    await fleet.add("P", ours.port, "/", ["x"], "websocket")
+    await ours.adapter.ready()
+    dynamic = int(mode != "static")
+    assert await shard_numsub(redis, f"{key}#/#x#") == dynamic
+    ours.io.in_("x").sockets_join("y")  # while subscribed to everything else
+    await ours.adapter.ready()
+    assert await shard_numsub(redis, f"{key}#/#y#") == dynamic
+    assert await shard_numsub(redis, f"{key}#/#{fleet.sid('P')}#") == int(
+        mode == "dynamic-private")
+    ours.io.in_("x").sockets_leave("x")
+    await wait_subscribers(redis, {f"{key}#/#x#": 0})
