@@ -37,12 +37,15 @@ from .test_redis_adapter import (
     NodeNode,
     OurNode,
     _by_name,
+    _free_port,
     fleet,
     key,
     mixed_fleet,
     node_fence,
     ours_fence,
+    private_redis,
     redis,
+    redis_asyncio,
 )
 from .test_redis_emitter import require_redis_peers, tag
 
@@ -83,8 +86,9 @@ async def make_node(key: str) -> AsyncIterator[Callable[[str], Awaitable[NodeNod
 async def make_ours(redis: Any, key: str) -> AsyncIterator[Callable[..., Awaitable[OurNode]]]:
     nodes: list[OurNode] = []
 
-    async def factory(mode: str, **options: Any) -> OurNode:
-        adapter = create_sharded_adapter(redis, channel_prefix=key, subscription_mode=mode,
+    async def factory(mode: str, client: Any = None, **options: Any) -> OurNode:
+        adapter = create_sharded_adapter(client or redis, channel_prefix=key,
+                                         subscription_mode=mode,
                                          requests_timeout=options.pop("requests_timeout", 3.0))
         io = Server(adapter=adapter, ping_interval=20.0, ping_timeout=20.0, **options)
         node = OurNode(io, adapter)
@@ -439,3 +443,43 @@ async def test_ready_waits_for_room_channels(
         mode == "dynamic-private")
     ours.io.in_("x").sockets_leave("x")
     await wait_subscribers(redis, {f"{key}#/#x#": 0})
+
+
+async def test_redis_away_and_back(make_ours: Any, fleet: Fleet, key: str) -> None:
+    """The subscriber subscribes again to every channel, room channels included."""
+    port = _free_port()
+    client = redis_asyncio.Redis(port=port, socket_connect_timeout=1, socket_timeout=2)
+    try:
+        async with private_redis(port) as server:
+            a = await make_ours("dynamic", client)
+            b = await make_ours("dynamic", client)
+            await fleet.add("A", a.port, "/", ["r"], "websocket")
+            await fleet.add("B", b.port, "/", ["r"], "polling")
+            await a.adapter.ready()
+            await b.adapter.ready()
+            a.io.to("r").emit("before")
+            events = await fleet.settle(ours_fence(a))
+            assert events == {"A": [["before"]], "B": [["before"]]}
+            server.kill()
+            await server.wait()
+        for i in range(20):
+            a.io.to("r").emit("during", i)  # local sockets still get them
+        async with asyncio.timeout(WAIT):
+            while a.adapter.stats.publish_errors < 20:
+                await asyncio.sleep(0.05)
+        async with private_redis(port):
+            await a.adapter.ready(WAIT)
+            await b.adapter.ready(WAIT)
+            assert await shard_numsub(client, f"{key}#/#r#") == 2
+            b_client = fleet.clients["B"]
+            async with asyncio.timeout(WAIT):
+                while ["after"] not in b_client.events:
+                    a.io.to("r").emit("after")  # until the publisher's backoff ends
+                    b_client.changed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(b_client.changed.wait(), 0.2)
+            for node in (a, b):
+                await asyncio.wait_for(node.io.stop(), WAIT)
+                await node.adapter.aclose()
+    finally:
+        await client.aclose()
