@@ -43,6 +43,8 @@ import secrets
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from .adapter import BroadcastFlags, BroadcastOptions, InMemoryAdapter
 from .errors import AckTimeoutError
 from .packet import JsonParser, Packet, PacketType, _loads
@@ -88,6 +90,11 @@ SUBSCRIPTION_MODES = ("static", "dynamic", "dynamic-private")
 _SOCKET_ID_LENGTH = 20  # Node's looksLikeASocketId()
 _MAX_DEPTH = 100
 _EVENT = PacketType.EVENT
+_BIN_MARKERS = (b"\xc4", b"\xc5", b"\xc6")  # msgpack bin 8/16/32
+# What orjson writes as JSON.stringify would; the rest (datetimes, str subclasses such as
+# enums, dataclasses) is refused and goes to the exact encoder.
+_ORJSON_STRICT = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+                  | orjson.OPT_PASSTHROUGH_DATACLASS)
 
 
 def _random_id() -> str:
@@ -275,6 +282,7 @@ class ShardedRedisAdapter(InMemoryAdapter):
         self._closed = False
         # With the JSON parser a Date reaches clients as Node's JSON.stringify writes it.
         self._dates_as_text = isinstance(nsp.server.parser, JsonParser)
+        self._packb = factory._packb
         if self.mode != "static":
             self.on("create-room", self._on_create_room)
             self.on("delete-room", self._on_delete_room)
@@ -313,8 +321,23 @@ class ShardedRedisAdapter(InMemoryAdapter):
     # ------------------------------------------------------------------ encoding
 
     def _encode(self, message: dict[str, Any]) -> bytes | str:
-        if message["type"] in _MAY_CONTAIN_BINARY and _has_binary(message.get("data")):
+        """Node's bytes: msgpack when the data holds binary, else JSON.stringify's text."""
+        # msgpack.packb (C) tells cheaply what the message may hold: no bin marker, no
+        # binary; no float64 marker, no float (JSON.stringify writes 1.0 as 1, orjson not).
+        # A marker byte inside a string only sends the message down the exact, slow path.
+        try:
+            packed: bytes | None = self._packb(message, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError):
+            packed = None  # a datetime, a lone surrogate, ...: the exact encoders decide
+        if (message["type"] in _MAY_CONTAIN_BINARY
+                and (packed is None or any(m in packed for m in _BIN_MARKERS))
+                and _has_binary(message.get("data"))):
             return self.factory.encode(message)
+        if packed is not None and b"\xcb" not in packed:
+            try:
+                return orjson.dumps(message, option=_ORJSON_STRICT)
+            except TypeError:
+                pass  # an int key, a str subclass, ...
         return _to_json(message)
 
     def _publish(self, message_type: int, data: dict[str, Any]) -> bool:
