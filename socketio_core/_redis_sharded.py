@@ -163,7 +163,10 @@ class ShardedRedisAdapterFactory(RedisAdapterFactory):
         if subscription_mode not in SUBSCRIPTION_MODES:
             raise ValueError(f"subscription_mode must be one of {SUBSCRIPTION_MODES}, "
                              f"not {subscription_mode!r}")
-        super().__init__(redis, channel_prefix, requests_timeout, False)
+        try:
+            super().__init__(redis, channel_prefix, requests_timeout, False)
+        except TypeError as exc:
+            raise TypeError(str(exc).replace("create_adapter", "create_sharded_adapter")) from None
         self.channel_prefix = channel_prefix
         self.subscription_mode = subscription_mode
         client = self._redis
@@ -227,7 +230,9 @@ class ShardedRedisAdapterFactory(RedisAdapterFactory):
     def _on_message(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind in (b"ssubscribe", "ssubscribe"):
-            self._pending_confirms -= 1
+            # Never below 0: redis-py may subscribe again by itself after a reconnection,
+            # and those confirmations must not count for subscriptions asked later.
+            self._pending_confirms = max(0, self._pending_confirms - 1)
             if self._pending_confirms <= 0 and not self._sub_dirty and self._ready is not None:
                 self._ready.set()
             return

@@ -524,3 +524,10 @@ async def test_encoding_fast_path_writes_what_the_exact_encoder_writes(redis: An
     finally:
         io.of("/").adapter.close()
         await factory.aclose()
+
+
+def test_refuses_a_synchronous_client() -> None:
+    import redis as redis_sync
+
+    with pytest.raises(TypeError, match=r"create_sharded_adapter needs a redis\.asyncio client"):
+        create_sharded_adapter(redis_sync.Redis())
