@@ -531,3 +531,26 @@ def test_refuses_a_synchronous_client() -> None:
 
     with pytest.raises(TypeError, match=r"create_sharded_adapter needs a redis\.asyncio client"):
         create_sharded_adapter(redis_sync.Redis())
+
+
+async def test_dynamic_namespaces_and_stop(make_ours: Any, fleet: Fleet, redis: Any,
+                                           key: str) -> None:
+    """Children of a dynamic namespace have their own channels; stop() releases them all."""
+    a = await make_ours("dynamic")
+    b = await make_ours("dynamic")
+    for node in (a, b):
+        parent = node.io.of(re.compile(r"^/dyn-\d+$"))
+        parent.on("connection", lambda socket: socket.join("d"))
+    await fleet.add("B", b.port, "/dyn-1", [], "websocket")
+    child = a.io.of("/dyn-1")  # created on a by name: the same channels as b's child
+    await a.adapter.ready()
+    await b.adapter.ready()
+    await wait_subscribers(redis, {f"{key}#/dyn-1#": 2, f"{key}#/dyn-1#d#": 1})
+    child.to("d").emit("dyn", 1)
+    child.emit("fence", 1)
+    assert await fleet.clients["B"].until_fence(1) == [["dyn", 1]]
+    for node in (a, b):
+        await asyncio.wait_for(node.io.stop(), WAIT)
+        assert node.adapter._channels == {}
+    await wait_subscribers(redis, {f"{key}#/dyn-1#": 0, f"{key}#/dyn-1#d#": 0,
+                                   f"{key}#/#": 0})
