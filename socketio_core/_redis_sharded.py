@@ -28,11 +28,14 @@ Messages are ``{"type", "data", "uid", "nsp"}`` (``ClusterAdapter``'s ``MessageT
 JSON text, or notepack msgpack when a broadcast, an ack, an answer or a server-side event
 carries binary, as Node writes them. ``server_count()`` is ``PUBSUB SHARDNUMSUB`` of the
 common channel. The publisher queue, the reconnecting subscriber, ``stats``, ``ready()`` and
-``aclose()`` are those of ``socketio_core.redis_adapter`` (see its docstring). Differences
-from the classic adapter, as in Node: ``all_rooms()`` is this node's rooms only (the
-cluster protocol has no such request), and a room's channel is subscribed a moment (a Redis
-round trip or two) after its first local member joins (``await ready()`` waits for it): a
-broadcast another node sends to the room before then does not reach that member.
+``aclose()`` are those of ``socketio_core.redis_adapter`` (see its docstring).
+
+Differences from the classic adapter: ``all_rooms()`` is this node's rooms only (the cluster
+protocol has no such request; Node's sharded adapter has no ``allRooms``); Redis emitters
+(``redis_emitter``, npm ``@socket.io/redis-emitter``) publish on the classic channels and do
+not reach it, as with Node; and a room's channel is subscribed a moment (a Redis round trip
+or two) after its first local member joins (``await ready()`` waits for it): a broadcast
+another node sends to the room before then does not reach that member (Node alike).
 """
 
 from __future__ import annotations
