@@ -1018,3 +1018,6 @@ def create_adapter(
     nodes (``fetch_sockets``, ``all_rooms``, ``server_side_emit_with_ack``).
     """
     return RedisAdapterFactory(redis, key, requests_timeout, publish_on_specific_response_channel)
+
+
+from ._redis_sharded import create_sharded_adapter  # noqa: E402, F401  (re-export)

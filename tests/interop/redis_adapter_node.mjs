@@ -1,8 +1,10 @@
 // A Node socket.io 4.8.4 server with @socket.io/redis-adapter 8.3.0 (createAdapter), one node
 // of a mixed fleet for the Redis adapter tests, driven by JSON lines on stdin.
 //
-//   node redis_adapter_node.mjs <redisUrl> <key> <nsp,nsp,...>
+//   node redis_adapter_node.mjs <redisUrl> <key> <nsp,nsp,...> [sharded:<mode>]
 //
+// With "sharded:<mode>" the adapter is createShardedAdapter (Redis 7 sharded pub/sub) with
+// channelPrefix <key> and subscriptionMode <mode> (static, dynamic, dynamic-private).
 // Every socket joins handshake.auth.rooms on connection. Prints one JSON object per line:
 //   {"kind": "ready", "port"}                      once listening
 //   {"kind": "sse", "nsp", "args"}                 server-side event "sse" (an ack, if asked
@@ -18,10 +20,10 @@ import http from "node:http";
 import readline from "node:readline";
 import { createClient } from "redis";
 import { Server } from "socket.io";
-import { createAdapter } from "@socket.io/redis-adapter";
+import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
 import { tag, untag } from "./redis_values.mjs";
 
-const [url, key, nsps] = process.argv.slice(2);
+const [url, key, nsps, variant] = process.argv.slice(2);
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 
 const pub = createClient({ url });
@@ -30,9 +32,10 @@ for (const c of [pub, sub]) c.on("error", (err) => console.error("redis error", 
 await Promise.all([pub.connect(), sub.connect()]);
 
 const httpServer = http.createServer();
-const io = new Server(httpServer, {
-  adapter: createAdapter(pub, sub, { key, requestsTimeout: 3000 }),
-});
+const adapter = variant && variant.startsWith("sharded:")
+  ? createShardedAdapter(pub, sub, { channelPrefix: key, subscriptionMode: variant.slice(8) })
+  : createAdapter(pub, sub, { key, requestsTimeout: 3000 });
+const io = new Server(httpServer, { adapter });
 for (const name of nsps.split(",")) {
   const nsp = io.of(name);
   nsp.on("connection", (socket) => socket.join(socket.handshake.auth.rooms || []));
