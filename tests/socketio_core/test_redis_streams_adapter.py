@@ -1,0 +1,497 @@
+"""The Redis Streams adapter: our nodes beside Node socket.io 4.8.4 + redis-streams-adapter 0.3.1.
+
+* broadcasts through the stream, ours <-> ours and ours <-> Node
+  (``tests/interop/redis_streams_node.mjs``), python-socketio clients;
+* the stream entries we write are the ones Node's adapter writes (fields, JSON, base64
+  msgpack for binary);
+* connection state recovery across nodes with the real socket.io-client 4.8.4
+  (``tests/interop/recovering_client.mjs``): a client leaves one node and comes back to
+  another, ours or Node's, gets ``recovered`` and every missed event once, in order;
+* beyond Node: our node killed with SIGKILL, the client recovers on another node;
+* requests: fetch_sockets and server_count with a Node node.
+
+Needs Redis on 127.0.0.1:6379 (shared: unique stream, channel and key names per test,
+deleted afterwards) and ``npm ci`` in ``tests/interop``. Waits are bounded, nothing is timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import socketio
+
+from socketio_core import Server
+from socketio_core.adapter import RecoveryOptions
+from socketio_core.redis_streams_adapter import create_adapter
+
+from ..interop_support import INTEROP_DIR
+from .test_redis_emitter import require_redis_peers
+
+msgpack = pytest.importorskip("msgpack")
+redis_asyncio = pytest.importorskip("redis.asyncio")
+
+pytestmark = pytest.mark.timeout(120)
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+WAIT = 15.0
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def require_streams_peers() -> None:
+    require_redis_peers()
+    if not (INTEROP_DIR / "node_modules/@socket.io/redis-streams-adapter/package.json").is_file():
+        pytest.skip("@socket.io/redis-streams-adapter missing: run `npm ci` in tests/interop")
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Any]:
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except OSError:
+        await client.aclose()
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    yield client
+    await client.aclose()
+
+
+class Names:
+    def __init__(self) -> None:
+        base = f"test-{uuid.uuid4().hex}"
+        self.stream = f"{base}-stream"
+        self.prefix = f"{base}-ch"
+        self.session = f"{base}-session:"
+
+
+@pytest.fixture
+async def names(redis: Any) -> AsyncIterator[Names]:
+    n = Names()
+    yield n
+    keys = [n.stream] + [k async for k in redis.scan_iter(match=f"{n.session}*")]
+    await redis.delete(*keys)
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    async with asyncio.timeout(WAIT):
+        while not await check():
+            await asyncio.sleep(0.02)
+
+
+# --------------------------------------------------------------------- nodes
+
+
+@pytest.fixture
+async def make_ours(redis: Any, names: Names) -> AsyncIterator[Callable[..., Awaitable[Server]]]:
+    servers: list[tuple[Server, Any]] = []
+
+    async def factory(recovery: float | None = None) -> Server:
+        adapter = create_adapter(redis, stream_name=names.stream, channel_prefix=names.prefix,
+                                 session_key_prefix=names.session, block_time=1.0,
+                                 requests_timeout=3.0)
+        io = Server(adapter=adapter, ping_interval=20.0, ping_timeout=20.0,
+                    connection_state_recovery=(
+                        RecoveryOptions(max_disconnection_duration=recovery)
+                        if recovery else None))
+        io.on("connection",
+              lambda socket: socket.join(socket.handshake.auth.get("rooms") or []))
+        await io.start("127.0.0.1", 0)
+        await adapter.ready()
+        servers.append((io, adapter))
+        return io
+
+    yield factory
+    for io, adapter in servers:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(io.stop(), WAIT)
+        await adapter.aclose()
+
+
+class Lines:
+    """A child process speaking JSON lines."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.items: list[dict[str, Any]] = []
+        self.changed = asyncio.Event()
+        self._ids = 0
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            with contextlib.suppress(ValueError):
+                self.items.append(json.loads(line))
+                self.changed.set()
+
+    async def wait_for(self, check: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(WAIT):
+                while True:
+                    for item in self.items:
+                        if check(item):
+                            return item
+                    self.changed.clear()
+                    await self.changed.wait()
+        except TimeoutError:
+            raise AssertionError(f"no {what}; got {self.items[-5:]}") from None
+
+    def send(self, **cmd: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
+
+    async def call(self, op: str, **args: Any) -> Any:
+        self._ids += 1
+        ident = self._ids
+        self.send(id=ident, op=op, **args)
+        item = await self.wait_for(lambda i: i.get("kind") == "done" and i["id"] == ident, op)
+        if "error" in item:
+            raise RuntimeError(item["error"])
+        return item.get("result")
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 5)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+@pytest.fixture
+async def spawn() -> AsyncIterator[Callable[..., Awaitable[Lines]]]:
+    children: list[Lines] = []
+
+    async def start(*argv: str, cwd: Path = INTEROP_DIR) -> Lines:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=cwd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        child = Lines(proc)
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        await child.close()
+
+
+async def node_node(spawn: Callable[..., Awaitable[Lines]], names: Names,
+                    recovery_ms: int = 0) -> tuple[Lines, int]:
+    require_streams_peers()
+    node = await spawn("node", "redis_streams_node.mjs", REDIS_URL, names.stream, names.prefix,
+                       names.session, str(recovery_ms))
+    ready = await node.wait_for(lambda i: i.get("kind") == "ready", "ready line")
+    return node, ready["port"]
+
+
+# --------------------------------------------------------------------- clients
+
+
+class Client:
+    """A python-socketio client; records events."""
+
+    def __init__(self, port: int, rooms: list[str]) -> None:
+        self.port = port
+        self.rooms = rooms
+        self.events: list[list[Any]] = []
+        self.changed = asyncio.Event()
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.sio.on("*", self._on_event)
+
+    def _on_event(self, event: str, *args: Any) -> None:
+        self.events.append([event, *args])
+        self.changed.set()
+
+    async def connect(self) -> Client:
+        await self.sio.connect(f"http://127.0.0.1:{self.port}", transports=["websocket"],
+                               auth={"rooms": self.rooms}, wait_timeout=WAIT)
+        return self
+
+    async def until_fence(self, fence: int) -> list[list[Any]]:
+        async with asyncio.timeout(WAIT):
+            while ["fence", fence] not in self.events:
+                self.changed.clear()
+                await self.changed.wait()
+        at = self.events.index(["fence", fence])
+        before = self.events[:at]
+        del self.events[: at + 1]
+        return before
+
+    async def until_fences(self, *fences: int) -> list[list[Any]]:
+        """Events before every fence (sent from different nodes), fences left out."""
+        async with asyncio.timeout(WAIT):
+            while not all(["fence", f] in self.events for f in fences):
+                self.changed.clear()
+                await self.changed.wait()
+        at = max(self.events.index(["fence", f]) for f in fences)
+        before = [e for e in self.events[:at + 1] if e[0] != "fence"]
+        del self.events[: at + 1]
+        return before
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[Client]]:
+    made: list[Client] = []
+    yield made
+    for client in made:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.sio.disconnect(), 5)
+
+
+async def connect(made: list[Client], port: int, rooms: list[str]) -> Client:
+    client = Client(port, rooms)
+    made.append(client)
+    return await client.connect()
+
+
+# --------------------------------------------------------------------- broadcasts
+
+
+async def test_broadcast_between_our_nodes(make_ours: Any, clients: list[Client]) -> None:
+    a, b = await make_ours(), await make_ours()
+    a1 = await connect(clients, a.port, ["r1"])
+    a2 = await connect(clients, a.port, [])
+    b1 = await connect(clients, b.port, ["r1"])
+    b2 = await connect(clients, b.port, ["r2"])
+    a.emit("all", 1, {"two": [2.5, None]})
+    a.to("r1").emit("to r1")
+    b.to(["r1", "r2"]).except_("r1").emit("r1 or r2, not r1")
+    b.emit("binary", b"\x00\x01\xff", {"nested": b"abc"})
+    a.emit("fence", 1)
+    b.emit("fence", 2)
+    every = ["all", 1, {"two": [2.5, None]}]
+    binary = ["binary", b"\x00\x01\xff", {"nested": b"abc"}]
+    for client, expected in ((a1, [every, ["to r1"], binary]), (a2, [every, binary]),
+                             (b1, [every, ["to r1"], binary]),
+                             (b2, [every, ["r1 or r2, not r1"], binary])):
+        got = await client.until_fences(1, 2)
+        # Broadcasts from one node arrive in order; between nodes only per-node order holds.
+        assert sorted(map(repr, got)) == sorted(map(repr, expected))
+        assert [e for e in got if e[0] in ("all", "to r1")] == [
+            e for e in expected if e[0] in ("all", "to r1")]
+
+
+async def test_entries_are_nodes_format(make_ours: Any, redis: Any, names: Names) -> None:
+    a = await make_ours()
+    a.to("r1").emit("hello", "world", 1.5)
+    a.emit("bin", b"\x01\x02")
+
+    async def two() -> bool:
+        return await redis.xlen(names.stream) >= 2
+
+    await wait_until(two, "two entries")
+    (_, text), (_, binary) = await redis.xrange(names.stream)
+    assert list(text) == [b"uid", b"nsp", b"type", b"data"]
+    assert text[b"nsp"] == b"/" and text[b"type"] == b"3" and len(text[b"uid"]) == 16
+    assert text[b"data"] == (b'{"packet":{"type":2,"data":["hello","world",1.5]},'
+                             b'"opts":{"rooms":["r1"],"except":[],"flags":{}}}')
+    decoded = msgpack.unpackb(base64.b64decode(binary[b"data"]), raw=False)
+    assert decoded == {"packet": {"type": 2, "data": ["bin", b"\x01\x02"]},
+                       "opts": {"rooms": [], "except": [], "flags": {}}}
+
+
+async def test_broadcast_with_node(make_ours: Any, spawn: Any, names: Names,
+                                   clients: list[Client]) -> None:
+    node, port = await node_node(spawn, names)
+    ours = await make_ours()
+    p1 = await connect(clients, ours.port, ["r1"])
+    p2 = await connect(clients, ours.port, [])
+    n1 = await connect(clients, port, ["r1"])
+    n2 = await connect(clients, port, [])
+    await node.call("emit", event="from node", args=[1, {"a": [True, None]}])
+    await node.call("emit", to=["r1"], event="node r1", args=[])
+    ours.emit("from ours", "x", 2.5)
+    ours.to("r1").emit("ours r1", b"\x00\xff")
+    await node.call("emit", event="fence", args=[1])
+    ours.emit("fence", 2)
+    expect_all = [["from node", 1, {"a": [True, None]}], ["from ours", "x", 2.5]]
+    for client, in_r1 in ((p1, True), (p2, False), (n1, True), (n2, False)):
+        got = await client.until_fences(1, 2)
+        expected = expect_all + ([["node r1"], ["ours r1", b"\x00\xff"]] if in_r1 else [])
+        assert sorted(map(repr, got)) == sorted(map(repr, expected))
+    assert await node.call("serverCount") == 2
+    assert await ours.of("/").adapter.server_count() == 2
+    fetched = await node.call("fetchSockets", to=["r1"])
+    assert sorted(s["id"] for s in fetched) == sorted([p1.sio.get_sid(), n1.sio.get_sid()])
+    ours_view = await ours.fetch_sockets()
+    assert sorted(s.id for s in ours_view) == sorted(
+        c.sio.get_sid() for c in (p1, p2, n1, n2))
+
+
+# --------------------------------------------------------------------- recovery
+
+
+class NpmClient:
+    def __init__(self, lines: Lines) -> None:
+        self.lines = lines
+
+    def events(self) -> list[list[Any]]:
+        return [i["args"] for i in self.lines.items if i.get("kind") == "event"]
+
+    async def connected(self, count: int) -> dict[str, Any]:
+        seen: list[dict[str, Any]] = []
+
+        def check(item: dict[str, Any]) -> bool:
+            if item.get("kind") == "connect" and item not in seen:
+                seen.append(item)
+            return len(seen) >= count
+
+        await self.lines.wait_for(check, f"connect #{count}")
+        return seen[count - 1]
+
+    async def got(self, count: int) -> list[list[Any]]:
+        def check(_: dict[str, Any]) -> bool:
+            return len(self.events()) >= count
+
+        await self.lines.wait_for(check, f"{count} events")
+        return self.events()
+
+
+async def npm_client(spawn: Any, port: int, rooms: list[str]) -> NpmClient:
+    require_streams_peers()
+    lines = await spawn("node", "recovering_client.mjs", f"http://127.0.0.1:{port}",
+                        json.dumps({"rooms": rooms}))
+    client = NpmClient(lines)
+    await client.connected(1)
+    return client
+
+
+async def away_and_back(client: NpmClient, redis: Any, names: Names, to_port: int,
+                        while_away: Callable[[], Awaitable[None]]) -> dict[str, Any]:
+    """Drop the connection, let ``while_away`` emit, then reconnect to ``to_port``."""
+    client.lines.send(op="switch", url="http://127.0.0.1:9")  # discard port: refused
+    client.lines.send(op="drop")
+    await client.lines.wait_for(lambda i: i.get("kind") == "disconnect", "disconnect")
+
+    async def saved() -> bool:
+        return bool([k async for k in redis.scan_iter(match=f"{names.session}*")])
+
+    await wait_until(saved, "a saved session")
+    await while_away()
+    client.lines.send(op="switch", url=f"http://127.0.0.1:{to_port}")
+    return await client.connected(2)
+
+
+def strip_offsets(events: list[list[Any]]) -> list[list[Any]]:
+    return [e[:-1] for e in events]
+
+
+async def recovery_across(emitter: Any, make_emit: Any, client: NpmClient, redis: Any,
+                          names: Names, to_port: int) -> None:
+    await make_emit("before", 0)
+    first = await client.got(1)
+    assert first[0][:2] == ["before", 0]
+
+    async def while_away() -> None:
+        for i in range(1, 4):
+            await make_emit("missed", i)
+        await make_emit("other room", 0, room="elsewhere")
+
+    again = await away_and_back(client, redis, names, to_port, while_away)
+    assert again["recovered"] is True
+    await make_emit("after", 9)
+    events = await client.got(5)
+    assert strip_offsets(events) == [["before", 0], ["missed", 1], ["missed", 2],
+                                     ["missed", 3], ["after", 9]]
+    offsets = [e[-1] for e in events]
+    assert len(set(offsets)) == 5 and all("-" in o for o in offsets)
+
+
+async def test_recovery_between_our_nodes(make_ours: Any, spawn: Any, redis: Any,
+                                          names: Names) -> None:
+    a, b = await make_ours(recovery=30), await make_ours(recovery=30)
+    client = await npm_client(spawn, a.port, ["r1"])
+    first_id = (await client.connected(1))["id"]
+
+    async def emit(event: str, arg: int, room: str = "r1") -> None:
+        b.to(room).emit(event, arg)
+
+    await recovery_across(b, emit, client, redis, names, b.port)
+    assert (await client.connected(2))["id"] == first_id
+    assert [s.id for s in await b.fetch_sockets()] == [first_id]
+
+
+async def test_recovery_node_to_ours(make_ours: Any, spawn: Any, redis: Any,
+                                     names: Names) -> None:
+    node, port = await node_node(spawn, names, recovery_ms=30_000)
+    ours = await make_ours(recovery=30)
+    client = await npm_client(spawn, port, ["r1"])
+
+    async def emit(event: str, arg: int, room: str = "r1") -> None:
+        await node.call("emit", to=[room], event=event, args=[arg])
+
+    await recovery_across(node, emit, client, redis, names, ours.port)
+
+
+async def test_recovery_ours_to_node(make_ours: Any, spawn: Any, redis: Any,
+                                     names: Names) -> None:
+    node, port = await node_node(spawn, names, recovery_ms=30_000)
+    ours = await make_ours(recovery=30)
+    client = await npm_client(spawn, ours.port, ["r1"])
+
+    async def emit(event: str, arg: int, room: str = "r1") -> None:
+        ours.to(room).emit(event, arg)
+
+    await recovery_across(ours, emit, client, redis, names, port)
+
+
+async def test_recovery_after_sigkill(make_ours: Any, spawn: Any, redis: Any,
+                                      names: Names) -> None:
+    """Beyond Node: the session of a connected socket is in Redis before any disconnect."""
+    killed = await spawn(sys.executable, "-m", "tests.socketio_core.streams_node", REDIS_URL,
+                         names.stream, names.prefix, names.session, "30", cwd=ROOT)
+    assert killed.proc.stdout is not None
+    b = await make_ours(recovery=30)
+    killed._reader.cancel()
+    line = await asyncio.wait_for(killed.proc.stdout.readline(), WAIT)
+    assert line.startswith(b"LISTENING "), line
+    port_a = int(line.split()[1])
+    client = await npm_client(spawn, port_a, ["r1"])
+    b.to("r1").emit("before", 0)
+    await client.got(1)
+
+    async def live_session() -> bool:
+        return bool([k async for k in redis.scan_iter(match=f"{names.session}*")])
+
+    await wait_until(live_session, "the live session in Redis")
+    client.lines.send(op="switch", url="http://127.0.0.1:9")
+    os.kill(killed.proc.pid, signal.SIGKILL)
+    await killed.proc.wait()
+    await client.lines.wait_for(lambda i: i.get("kind") == "disconnect", "disconnect")
+    for i in range(1, 4):
+        b.to("r1").emit("missed", i)
+    client.lines.send(op="switch", url=f"http://127.0.0.1:{b.port}")
+    again = await client.connected(2)
+    assert again["recovered"] is True
+    b.to("r1").emit("after", 9)
+    events = await client.got(5)
+    assert strip_offsets(events) == [["before", 0], ["missed", 1], ["missed", 2],
+                                     ["missed", 3], ["after", 9]]
+
+
+async def test_client_that_leaves_has_no_session(make_ours: Any, clients: list[Client],
+                                                 redis: Any, names: Names) -> None:
+    a = await make_ours(recovery=30)
+    client = await connect(clients, a.port, ["r1"])
+
+    async def count(n: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            keys = [k async for k in redis.scan_iter(match=f"{names.session}*")]
+            return len(keys) == n
+        return check
+
+    await wait_until(await count(1), "a live session")
+    await client.sio.disconnect()
+    await wait_until(await count(0), "no session")
