@@ -100,6 +100,8 @@ _XRANGE_COUNT = 1000
 _XRANGE_MAX_CALLS = 100  # like Node: a stream growing faster than we read must end somewhere
 _LIVE_DEBOUNCE = 0.05  # seconds: room changes of a burst of joins make one write
 _LIVE_REFRESH_MAX = 30.0
+_QUERY_CONNECTIONS = 8
+_CATCH_UP_ROUNDS = 20
 
 OffsetCallback = Callable[[Any], None]
 
@@ -114,6 +116,25 @@ def _has_binary(value: Any, depth: int = 0) -> bool:
     if isinstance(value, dict):
         return any(_has_binary(item, depth + 1) for item in value.values())
     return False
+
+
+def _entry_id(value: Any) -> tuple[int, int]:
+    ms, _, seq = _text(value).partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _query_client(redis: Any) -> Any:
+    """Bytes replies, and a pool that makes callers wait rather than fail when a burst of
+    reconnecting clients restores sessions at once."""
+    pool = getattr(redis, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if pool is None or kwargs is None:
+        return redis
+    from redis.asyncio import BlockingConnectionPool, Redis
+
+    kwargs = {**kwargs, "decode_responses": False}
+    return Redis(connection_pool=BlockingConnectionPool(
+        connection_class=pool.connection_class, max_connections=_QUERY_CONNECTIONS, **kwargs))
 
 
 def _text(value: Any) -> str:
@@ -168,6 +189,9 @@ class RedisStreamsAdapterFactory(RedisAdapterFactory):
         self._commands: deque[tuple[str, tuple[Any, ...], OffsetCallback | None]] = deque()
         self._by_nsp: dict[str, list[RedisStreamsAdapter]] = {}
         self._read_client = _binary_client(redis)
+        self._query_client = _query_client(redis)
+        # Id of the last stream entry the reader dispatched: restores line up with it.
+        self.last_read: tuple[int, int] = (0, 0)
         self._reader: asyncio.Task[None] | None = None
         self._reader_ready: asyncio.Event | None = None
         self._refresher: asyncio.Task[None] | None = None
@@ -227,8 +251,10 @@ class RedisStreamsAdapterFactory(RedisAdapterFactory):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         await super().aclose()
-        with contextlib.suppress(Exception):
-            await self._read_client.aclose()
+        for client in (self._read_client, self._query_client):
+            if client is not self._redis:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
 
     # ------------------------------------------------------------------ writing
 
@@ -327,6 +353,7 @@ class RedisStreamsAdapterFactory(RedisAdapterFactory):
                 if last is None:
                     newest = await client.xrevrange(stream, "+", "-", count=1)
                     last = newest[0][0] if newest else b"0-0"
+                    self.last_read = _entry_id(last)
                     self._reader_ready.set()
                 response = await client.xread({stream: last}, count=self.read_count,
                                               block=block)
@@ -338,6 +365,7 @@ class RedisStreamsAdapterFactory(RedisAdapterFactory):
                 for _, entries in response or ():
                     for entry_id, fields in entries:
                         last = entry_id
+                        self.last_read = _entry_id(entry_id)
                         self.stats.received += 1
                         self._dispatch(entry_id, fields)
             except asyncio.CancelledError:
@@ -389,6 +417,10 @@ class RedisStreamsAdapter(InMemoryAdapter):
         self._live_flush: asyncio.TimerHandle | None = None
         self._persisted: set[str] = set()  # pids whose session was just saved on disconnect
         self._live_refresh: float | None = None
+        # Our replayable broadcasts, written, waiting for the reader to reach them (by id);
+        # and the ids the reader reached before the write's answer came back.
+        self._pending: dict[str, tuple[Packet, BroadcastOptions]] = {}
+        self._read_ahead: set[str] = set()
         if self.recovery is not None:
             self._session_ms = max(1, int(self.recovery.max_disconnection_duration * 1000))
             self._live_refresh = min(_LIVE_REFRESH_MAX,
@@ -449,15 +481,20 @@ class RedisStreamsAdapter(InMemoryAdapter):
             InMemoryAdapter.broadcast(self, packet, opts)
             return
 
-        def deliver(offset: Any) -> None:
-            # The client reports the stream id as its offset when it reconnects; without
-            # one (Redis away) the packet is delivered anyway, it just cannot be replayed.
-            if offset is not None:
-                packet.data.append(_text(offset))
-            InMemoryAdapter.broadcast(self, packet, opts)
+        def written(offset: Any) -> None:
+            if offset is None:
+                # Redis away: delivered anyway, without an offset it cannot be replayed.
+                InMemoryAdapter.broadcast(self, packet, opts)
+                return
+            text = _text(offset)
+            if text in self._read_ahead:
+                self._read_ahead.discard(text)  # the reader delivered it already
+                return
+            packet.data.append(text)
+            self._pending[text] = (packet, opts)
 
-        if not self._xadd(_BROADCAST, data, deliver):
-            deliver(None)
+        if not self._xadd(_BROADCAST, data, written):
+            InMemoryAdapter.broadcast(self, packet, opts)
 
     def _store(self, packet: Packet, opts: BroadcastOptions) -> None:
         """The stream is the log: nothing is kept in memory."""
@@ -564,8 +601,14 @@ class RedisStreamsAdapter(InMemoryAdapter):
 
     def _on_entry(self, entry_id: str, fields: dict[bytes, Any]) -> None:
         """A stream entry of this namespace (Node's onRawMessage + ClusterAdapter.onMessage)."""
-        if _text(fields.get(b"uid", b"")) == self.uid:
-            return  # ours, applied locally already
+        mine = _text(fields.get(b"uid", b"")) == self.uid
+        if mine:
+            if self.recovery is None or fields.get(b"type") != b"3":
+                return  # ours, applied locally already
+            pending = self._pending.pop(entry_id, None)
+            if pending is not None:
+                InMemoryAdapter.broadcast(self, *pending)
+                return
         try:
             kind = int(_text(fields.get(b"type", b"")))
             raw = fields.get(b"data")
@@ -596,6 +639,13 @@ class RedisStreamsAdapter(InMemoryAdapter):
             if (self.recovery is not None and ptype is _EVENT and "id" not in packet
                     and "volatile" not in flags):
                 args.append(entry_id)
+                if mine:
+                    # Read back before XADD's answer: delivered from the entry, here.
+                    if len(self._read_ahead) > MAX_PUBLISH_QUEUE:
+                        self._read_ahead.clear()
+                    self._read_ahead.add(entry_id)
+            elif mine:
+                return  # not replayable: delivered when it was sent
             # The encode-once path of a local broadcast, never published again.
             InMemoryAdapter.broadcast(self, Packet(ptype, args, self.nsp.name), opts)
         elif kind == _SOCKETS_JOIN:
@@ -723,10 +773,11 @@ class RedisStreamsAdapter(InMemoryAdapter):
                                  self._session_ms)
 
     async def restore_session(self, pid: str, offset: str) -> SessionSnapshot | None:
+        """Node's restoreSession, plus a hand-over with live delivery: every missed entry is
+        in the snapshot or comes live, exactly once (see ``_missed``)."""
         if self.recovery is None or not _OFFSET.match(offset):
             return None
-        # Not the reader's connection (blocked in XREAD): the subscriber's pool, bytes.
-        client = self.factory._sub_client
+        client = self.factory._query_client
         pipe = client.pipeline(transaction=True)
         pipe.get(self._session_key(pid))
         pipe.delete(self._session_key(pid))
@@ -739,35 +790,59 @@ class RedisStreamsAdapter(InMemoryAdapter):
             return None
         rooms = [r for r in session.get("rooms") or () if isinstance(r, str)]
         snapshot = SessionSnapshot(str(session.get("sid", "")), pid, rooms, session.get("data"))
-        room_set = set(rooms)
+        snapshot.missed_packets = await self._missed(client, offset, set(rooms))
+        return snapshot
+
+    async def _missed(self, client: Any, offset: str, rooms: set[str]) -> list[list[Any]]:
+        # Replayable entries reach connected sockets in stream order, from the reader
+        # (ours too). Node reads the stream to its end and lets live delivery start when
+        # it may: entries read and also delivered live arrive twice, entries added in
+        # between never. Here the replay stops where the reader stands when the socket
+        # joins its rooms (no await in between); later entries come live.
+        found: list[tuple[tuple[int, int], list[Any]]] = []
+        cursor = _entry_id(offset)
         name = self.nsp.name.encode()
-        cursor = offset
+        end = "+"
         for _ in range(_XRANGE_MAX_CALLS):
-            entries = await client.xrange(self.stream_name, f"({cursor}", "+",
+            entries = await client.xrange(self.stream_name, f"({cursor[0]}-{cursor[1]}", end,
                                           count=_XRANGE_COUNT)
-            if not entries:
-                break
             for entry_id, fields in entries:
-                cursor = _text(entry_id)
+                cursor = _entry_id(entry_id)
                 if fields.get(b"nsp") != name or fields.get(b"type") != b"3":
                     continue
-                data = self._decode_data(fields.get(b"data") or b"")
-                if not isinstance(data, dict) or "requestId" in data:
-                    continue
-                packet, raw_opts = data.get("packet"), data.get("opts")
-                if not isinstance(packet, dict) or not isinstance(raw_opts, dict):
-                    continue
-                flags = raw_opts.get("flags") if isinstance(raw_opts.get("flags"), dict) else {}
-                args = packet.get("data")
-                if (packet.get("type", 2) != 2 or "id" in packet or "volatile" in flags
-                        or not isinstance(args, list)):
-                    continue
-                if _includes(room_set, raw_opts):
-                    args.append(cursor)
-                    snapshot.missed_packets.append(args)
-            if len(entries) < _XRANGE_COUNT:
+                args = self._replayable(fields.get(b"data") or b"", rooms)
+                if args is not None:
+                    args.append(_text(entry_id))
+                    found.append((cursor, args))
+            if len(entries) == _XRANGE_COUNT:
+                continue
+            if end != "+":
+                cursor = max(cursor, _entry_id(end))  # even if that entry was trimmed
+            # Live delivery got further than what was read: read up to there (bounded).
+            target = self.factory.last_read
+            if target <= cursor:
                 break
-        return snapshot
+            end = f"{target[0]}-{target[1]}"
+        last_read = self.factory.last_read
+        return [args for at, args in found if at <= last_read]
+
+    def _replayable(self, raw: bytes, rooms: set[str]) -> list[Any] | None:
+        """The event of a stream entry for a session in ``rooms``, if it is to be replayed."""
+        try:
+            data = self._decode_data(raw)
+        except Exception:
+            return None
+        if not isinstance(data, dict) or "requestId" in data:
+            return None
+        packet, raw_opts = data.get("packet"), data.get("opts")
+        if not isinstance(packet, dict) or not isinstance(raw_opts, dict):
+            return None
+        flags = raw_opts.get("flags") if isinstance(raw_opts.get("flags"), dict) else {}
+        args = packet.get("data")
+        if (packet.get("type", 2) != 2 or "id" in packet or "volatile" in flags
+                or not isinstance(args, list)):
+            return None
+        return args if _includes(rooms, raw_opts) else None
 
     # -------------------------------------------------- live sessions (beyond Node)
 

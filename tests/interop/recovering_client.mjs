@@ -5,7 +5,8 @@
 // Prints JSON lines: {"kind": "connect", "id", "recovered"}, {"kind": "event", "args"}
 // (every event: [name, ...args], offsets included), {"kind": "disconnect", "reason"}.
 // Commands on stdin: {"op": "drop"} closes the Engine.IO connection underneath (the client
-// reconnects by itself); {"op": "switch", "url"} makes the next reconnection go to url.
+// reconnects by itself); {"op": "switch", "url"} makes the next reconnection go to url;
+// {"op": "leave"} disconnects the socket for good (socket.disconnect()).
 // Exits on stdin EOF or after 60 s.
 import readline from "node:readline";
 import { io } from "socket.io-client";
@@ -25,6 +26,7 @@ lines.on("line", (line) => {
   const cmd = JSON.parse(line);
   if (cmd.op === "drop") socket.io.engine.close();
   else if (cmd.op === "switch") socket.io.uri = cmd.url;
+  else if (cmd.op === "leave") socket.disconnect();
 });
 lines.on("close", () => { socket.close(); process.exit(0); });
 setTimeout(() => { socket.close(); process.exit(3); }, 60000).unref();

@@ -1,6 +1,7 @@
 """One of our servers with the Redis Streams adapter, in its own process (to be killed).
 
-    python -m tests.socketio_core.streams_node <redis_url> <stream> <prefix> <session_prefix> <recovery_s>
+    python -m tests.socketio_core.streams_node <redis_url> <stream> <channel_prefix> \\
+        <session_key_prefix> <max_disconnection_s>
 
 Prints ``LISTENING <port>`` once the adapter is ready; every socket joins
 ``handshake.auth["rooms"]``. Runs until killed.
