@@ -5,7 +5,11 @@
 //
 // Every socket joins handshake.auth.rooms on connection. Prints JSON lines:
 //   {"kind": "ready", "port"}, {"kind": "done", "id", "result"?, "error"?}
-// Commands ({"id", "op", "to": [...], ...}): emit {event, args}, serverCount, fetchSockets.
+// Also {"kind": "sse", "args"} for a server-side event (acked "node:<first arg>") and
+// {"kind": "gone", "id", "reason"} when a socket disconnects.
+// Commands ({"id", "op", "to": [...], ...}): emit {event, args}, emitWithAck {event, args,
+// timeout}, socketsJoin {rooms}, socketsLeave {rooms}, disconnectSockets {close},
+// serverSideEmit {args}, serverSideEmitWithAck {args}, rooms, serverCount, fetchSockets.
 // Exits on SIGTERM, stdin EOF or after 120 s.
 import http from "node:http";
 import readline from "node:readline";
@@ -26,7 +30,15 @@ if (Number(recoveryMs) > 0) {
   options.connectionStateRecovery = { maxDisconnectionDuration: Number(recoveryMs) };
 }
 const io = new Server(httpServer, options);
-io.on("connection", (socket) => socket.join(socket.handshake.auth.rooms || []));
+io.on("connection", (socket) => {
+  socket.join(socket.handshake.auth.rooms || []);
+  socket.on("disconnect", (reason) => out({ kind: "gone", id: socket.id, reason }));
+});
+io.on("sse", (...args) => {
+  const ack = typeof args[args.length - 1] === "function" ? args.pop() : null;
+  out({ kind: "sse", args });
+  if (ack) ack(`node:${args[0]}`);
+});
 await new Promise((resolve) => httpServer.listen(0, "127.0.0.1", resolve));
 
 async function run(cmd) {
@@ -34,8 +46,29 @@ async function run(cmd) {
   if (cmd.to && cmd.to.length) op = op.to(cmd.to);
   switch (cmd.op) {
     case "emit":
-      op.emit(cmd.event, ...(cmd.args || []));
+      // {"hex": "..."} arguments are sent as Buffers
+      op.emit(cmd.event, ...(cmd.args || []).map(
+        (a) => (a && typeof a === "object" && "hex" in a ? Buffer.from(a.hex, "hex") : a)));
       return null;
+    case "emitWithAck":
+      return await op.timeout(cmd.timeout || 3000).emitWithAck(cmd.event, ...(cmd.args || []));
+    case "socketsJoin":
+      op.socketsJoin(cmd.rooms);
+      return null;
+    case "socketsLeave":
+      op.socketsLeave(cmd.rooms);
+      return null;
+    case "disconnectSockets":
+      op.disconnectSockets(!!cmd.close);
+      return null;
+    case "serverSideEmit":
+      io.serverSideEmit(...cmd.args);
+      return null;
+    case "serverSideEmitWithAck":
+      return await io.serverSideEmitWithAck(...cmd.args);
+    case "rooms":
+      return Object.fromEntries([...io.of("/").sockets.values()].map(
+        (s) => [s.id, [...s.rooms].filter((r) => r !== s.id).sort()]));
     case "serverCount":
       return await io.of("/").adapter.serverCount();
     case "fetchSockets":

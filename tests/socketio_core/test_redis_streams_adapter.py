@@ -301,7 +301,7 @@ async def test_broadcast_with_node(make_ours: Any, spawn: Any, names: Names,
     n1 = await connect(clients, port, ["r1"])
     n2 = await connect(clients, port, [])
     await node.call("emit", event="from node", args=[1, {"a": [True, None]}])
-    await node.call("emit", to=["r1"], event="node r1", args=[])
+    await node.call("emit", to=["r1"], event="node r1", args=[{"hex": "00ff10"}])
     ours.emit("from ours", "x", 2.5)
     ours.to("r1").emit("ours r1", b"\x00\xff")
     await node.call("emit", event="fence", args=[1])
@@ -309,7 +309,8 @@ async def test_broadcast_with_node(make_ours: Any, spawn: Any, names: Names,
     expect_all = [["from node", 1, {"a": [True, None]}], ["from ours", "x", 2.5]]
     for client, in_r1 in ((p1, True), (p2, False), (n1, True), (n2, False)):
         got = await client.until_fences(1, 2)
-        expected = expect_all + ([["node r1"], ["ours r1", b"\x00\xff"]] if in_r1 else [])
+        expected = expect_all + ([["node r1", b"\x00\xff\x10"], ["ours r1", b"\x00\xff"]]
+                                 if in_r1 else [])
         assert sorted(map(repr, got)) == sorted(map(repr, expected))
     assert await node.call("serverCount") == 2
     assert await ours.of("/").adapter.server_count() == 2
@@ -527,3 +528,62 @@ async def test_recovery_during_a_stream_of_events(make_ours: Any, spawn: Any, re
         assert numbers == list(range(sent[name])), name
     offsets = [e[-1] for e in events]
     assert len(set(offsets)) == len(offsets)
+
+
+async def test_requests_with_node(make_ours: Any, spawn: Any, names: Names,
+                                  clients: list[Client]) -> None:
+    """Join/leave/disconnect (stream), server-side emits and broadcasts with acks (pub/sub),
+    both ways."""
+    node, port = await node_node(spawn, names)
+    ours = await make_ours()
+    p1 = await connect(clients, ours.port, ["r1"])
+    n1 = await connect(clients, port, ["r1"])
+    p1.sio.on("question", lambda *args: "p1 answer")
+    n1.sio.on("question", lambda *args: "n1 answer")
+    sid_p, sid_n = p1.sio.get_sid(), n1.sio.get_sid()
+
+    # Joins and leaves, from each side; seen by fetch_sockets on the other.
+    ours.to("r1").sockets_join("from ours")
+    await node.call("socketsJoin", to=["r1"], rooms=["from node"])
+    await node.call("socketsLeave", to=["r1"], rooms=["r1"])
+
+    async def joined() -> bool:
+        rooms = (await node.call("rooms"))[sid_n]
+        mine = {s.id: s.rooms for s in await ours.fetch_sockets()}
+        return rooms == ["from node", "from ours"] and mine.get(sid_p) == {
+            sid_p, "from node", "from ours"}
+
+    await wait_until(joined, "rooms changed on both nodes")
+    fetched = await node.call("fetchSockets", to=["from ours"])
+    assert sorted(s["id"] for s in fetched) == sorted([sid_p, sid_n])
+
+    # Server-side emits, with and without acks.
+    received: list[list[Any]] = []
+    ours.of("/").on("sse", lambda *args: received.append(list(args)) or "ours ack")
+    await node.call("serverSideEmit", args=["sse", 1, {"x": "y"}])
+    ours.server_side_emit("sse", "from ours")
+    assert await ours.server_side_emit_with_ack("sse", "ask") == ["node:ask"]
+    assert await node.call("serverSideEmitWithAck", args=["sse", "ask node"]) == ["ours ack"]
+
+    async def got_sse() -> bool:
+        return received[:1] == [[1, {"x": "y"}]]
+
+    await wait_until(got_sse, "server-side event on ours")
+    await node.wait_for(lambda i: i.get("kind") == "sse" and i["args"] == ["from ours"],
+                        "server-side event on Node")
+
+    # Broadcasts with acks, both ways: every client answers once.
+    answers = await ours.timeout(3).emit_with_ack("question")
+    assert sorted(answers) == ["n1 answer", "p1 answer"]
+    assert sorted(await node.call("emitWithAck", event="question")) == ["n1 answer",
+                                                                         "p1 answer"]
+
+    # Disconnects, from each side.
+    ours.to(sid_n).disconnect_sockets()
+    await node.wait_for(lambda i: i.get("kind") == "gone" and i["id"] == sid_n, "n1 gone")
+    await node.call("disconnectSockets", to=[sid_p])
+
+    async def p1_gone() -> bool:
+        return not p1.sio.connected
+
+    await wait_until(p1_gone, "p1 disconnected")
