@@ -192,6 +192,7 @@ class RedisStreamsAdapterFactory(RedisAdapterFactory):
         self._query_client = _query_client(redis)
         # Id of the last stream entry the reader dispatched: restores line up with it.
         self.last_read: tuple[int, int] = (0, 0)
+        self.reading = False  # the reader is connected (else local replays don't wait for it)
         self._reader: asyncio.Task[None] | None = None
         self._reader_ready: asyncio.Event | None = None
         self._refresher: asyncio.Task[None] | None = None
@@ -355,6 +356,7 @@ class RedisStreamsAdapterFactory(RedisAdapterFactory):
                     last = newest[0][0] if newest else b"0-0"
                     self.last_read = _entry_id(last)
                     self._reader_ready.set()
+                self.reading = True
                 response = await client.xread({stream: last}, count=self.read_count,
                                               block=block)
                 if outage:
@@ -371,11 +373,18 @@ class RedisStreamsAdapterFactory(RedisAdapterFactory):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self.reading = False
+                self._flush_pending()
                 if not outage:
                     outage = True
                     logger.error("Redis stream reader lost (%r): reconnecting", exc)
                 await asyncio.sleep(_jitter(delay))
                 delay = _backoff(delay)
+
+    def _flush_pending(self) -> None:
+        for users in self._by_nsp.values():
+            for adapter in users:
+                adapter._flush_pending()
 
     def _dispatch(self, entry_id: Any, fields: dict[Any, Any]) -> None:
         nsp = fields.get(b"nsp")
@@ -421,6 +430,8 @@ class RedisStreamsAdapter(InMemoryAdapter):
         # and the ids the reader reached before the write's answer came back.
         self._pending: dict[str, tuple[Packet, BroadcastOptions]] = {}
         self._read_ahead: set[str] = set()
+        # Ids delivered without waiting for the reader (it was away): it skips them.
+        self._delivered: set[str] = set()
         if self.recovery is not None:
             self._session_ms = max(1, int(self.recovery.max_disconnection_duration * 1000))
             self._live_refresh = min(_LIVE_REFRESH_MAX,
@@ -491,10 +502,28 @@ class RedisStreamsAdapter(InMemoryAdapter):
                 self._read_ahead.discard(text)  # the reader delivered it already
                 return
             packet.data.append(text)
+            if not self.factory.reading:
+                # No reader to wait for: deliver now rather than hold it.
+                self._mark_delivered(text)
+                InMemoryAdapter.broadcast(self, packet, opts)
+                return
             self._pending[text] = (packet, opts)
 
         if not self._xadd(_BROADCAST, data, written):
             InMemoryAdapter.broadcast(self, packet, opts)
+
+    def _flush_pending(self) -> None:
+        """The reader is away: deliver what waited for it (order across nodes may suffer,
+        delivery does not)."""
+        pending, self._pending = self._pending, {}
+        for entry_id, (packet, opts) in pending.items():
+            self._mark_delivered(entry_id)
+            InMemoryAdapter.broadcast(self, packet, opts)
+
+    def _mark_delivered(self, entry_id: str) -> None:
+        if len(self._delivered) > MAX_PUBLISH_QUEUE:
+            self._delivered.clear()  # bounded: a reader away that long reads from scratch
+        self._delivered.add(entry_id)
 
     def _store(self, packet: Packet, opts: BroadcastOptions) -> None:
         """The stream is the log: nothing is kept in memory."""
@@ -608,6 +637,9 @@ class RedisStreamsAdapter(InMemoryAdapter):
             pending = self._pending.pop(entry_id, None)
             if pending is not None:
                 InMemoryAdapter.broadcast(self, *pending)
+                return
+            if entry_id in self._delivered:
+                self._delivered.discard(entry_id)
                 return
         try:
             kind = int(_text(fields.get(b"type", b"")))

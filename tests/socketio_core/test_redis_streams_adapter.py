@@ -36,6 +36,7 @@ from socketio_core.adapter import RecoveryOptions
 from socketio_core.redis_streams_adapter import create_adapter
 
 from ..interop_support import INTEROP_DIR
+from .test_redis_adapter import _free_port, private_redis
 from .test_redis_emitter import require_redis_peers
 
 msgpack = pytest.importorskip("msgpack")
@@ -95,8 +96,9 @@ async def wait_until(check: Callable[[], Awaitable[bool]], what: str) -> None:
 async def make_ours(redis: Any, names: Names) -> AsyncIterator[Callable[..., Awaitable[Server]]]:
     servers: list[tuple[Server, Any]] = []
 
-    async def factory(recovery: float | None = None) -> Server:
-        adapter = create_adapter(redis, stream_name=names.stream, channel_prefix=names.prefix,
+    async def factory(recovery: float | None = None, client: Any = None) -> Server:
+        adapter = create_adapter(client or redis, stream_name=names.stream,
+                                 channel_prefix=names.prefix,
                                  session_key_prefix=names.session, block_time=1.0,
                                  requests_timeout=3.0)
         io = Server(adapter=adapter, ping_interval=20.0, ping_timeout=20.0,
@@ -220,12 +222,18 @@ class Client:
         return self
 
     async def until_fences(self, *fences: int) -> list[list[Any]]:
-        """Events before every fence (sent from different nodes), fences left out."""
+        """Events before every fence (sent from different nodes), fences left out. With
+        recovery on, events carry their offset last: a fence is ["fence", n, offset]."""
+
+        def index(fence: int) -> int | None:
+            return next((i for i, e in enumerate(self.events) if e[:2] == ["fence", fence]),
+                        None)
+
         async with asyncio.timeout(WAIT):
-            while not all(["fence", f] in self.events for f in fences):
+            while any(index(f) is None for f in fences):
                 self.changed.clear()
                 await self.changed.wait()
-        at = max(self.events.index(["fence", f]) for f in fences)
+        at = max(index(f) or 0 for f in fences)
         before = [e for e in self.events[:at + 1] if e[0] != "fence"]
         del self.events[: at + 1]
         return before
@@ -587,3 +595,41 @@ async def test_requests_with_node(make_ours: Any, spawn: Any, names: Names,
         return not p1.sio.connected
 
     await wait_until(p1_gone, "p1 disconnected")
+
+
+@pytest.mark.parametrize("recovery", [None, 30.0])
+async def test_redis_away_and_back(make_ours: Any, clients: list[Client],
+                                   recovery: float | None) -> None:
+    """Local delivery goes on while Redis is away (with recovery too, without offsets);
+    once Redis is back, broadcasts flow between the nodes again."""
+    port = _free_port()
+    client = redis_asyncio.Redis(port=port, socket_connect_timeout=1, socket_timeout=2)
+    try:
+        async with private_redis(port) as server:
+            a = await make_ours(recovery, client)
+            b = await make_ours(recovery, client)
+            on_a = await connect(clients, a.port, [])
+            on_b = await connect(clients, b.port, [])
+            a.emit("fence", 1)
+            for c in (on_a, on_b):
+                await c.until_fences(1)
+            server.kill()
+            await server.wait()
+        for i in range(20):
+            a.emit("during", i)
+        a.emit("fence", 2)
+        during = await on_a.until_fences(2)
+        assert [e[:2] for e in during] == [["during", i] for i in range(20)]
+        async with private_redis(port):
+            for node in (a, b):
+                await node.of("/").adapter.factory.ready(WAIT)
+            async with asyncio.timeout(WAIT):
+                while not any(e[0] == "after" for e in on_b.events):
+                    a.emit("after")
+                    on_b.changed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(on_b.changed.wait(), 0.2)
+            for node in (a, b):
+                await asyncio.wait_for(node.stop(), WAIT)
+    finally:
+        await client.aclose()
