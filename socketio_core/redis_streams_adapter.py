@@ -23,13 +23,22 @@ Wire format (``lib/adapter.ts`` of the npm package, ``ClusterAdapter`` of socket
   ``<channel_prefix>#<nsp>#<requester uid>#``. ``server_count`` is ``PUBSUB NUMSUB`` of the
   public channel.
 
+Local delivery: without recovery, a broadcast reaches local sockets at once, whatever
+Redis does; the receiving nodes deliver it on the same encode-once path.
+
 Connection state recovery: the stream is the log. A broadcast's offset (what the client
 reports when it reconnects) is its stream entry id, so with recovery on, a replayable
-broadcast (an event, no ack, not volatile) reaches local sockets once ``XADD`` answered
-(Node does the same); while Redis is away it is delivered at once, without an offset.
+broadcast (an event, no ack, not volatile) reaches local sockets when this node's reader
+reads it back from the stream, like every other node's: every socket gets entries in stream
+order, so the offset a client reports covers everything before it. (Node delivers its own
+broadcasts when ``XADD`` answers, out of stream order with the others: a client can then
+get an entry twice after a recovery.) While Redis or the reader is away, replayable
+broadcasts are delivered at once, without an offset or without waiting for the reader.
 Everything else is delivered locally at once. A disconnected session is stored as Node
 stores it (``SET <session_key_prefix><pid> base64(msgpack {sid, pid, rooms, data}) PX``)
-and restored on any node (``MULTI GET DEL``, then ``XRANGE`` from the offset).
+and restored on any node (``MULTI GET DEL``, then ``XRANGE`` from the offset); the replay
+stops where the reader stands when the socket joins its rooms, so no entry is both
+replayed and delivered live, and none falls between.
 
 Beyond Node: the session of a *connected* socket is also kept in Redis (written shortly
 after it connects or its rooms change, expiry refreshed in the background), so that its
@@ -60,7 +69,6 @@ from .redis_adapter import (
     RedisAdapterFactory,
     RemoteSocket,
     _backoff,
-    _binary_client,
     _channel,
     _handshake,
     _jitter,
@@ -123,9 +131,10 @@ def _entry_id(value: Any) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def _query_client(redis: Any) -> Any:
-    """Bytes replies, and a pool that makes callers wait rather than fail when a burst of
-    reconnecting clients restores sessions at once."""
+def _query_client(redis: Any, block_time: float | None = None) -> Any:
+    """A client of the same server with bytes replies, and a pool that makes callers wait
+    rather than fail when a burst of reconnecting clients restores sessions at once. With
+    ``block_time`` (the reader's): a socket timeout that a blocked XREAD does not hit."""
     pool = getattr(redis, "connection_pool", None)
     kwargs = getattr(pool, "connection_kwargs", None)
     if pool is None or kwargs is None:
@@ -133,6 +142,9 @@ def _query_client(redis: Any) -> Any:
     from redis.asyncio import BlockingConnectionPool, Redis
 
     kwargs = {**kwargs, "decode_responses": False}
+    timeout = kwargs.get("socket_timeout")
+    if block_time is not None and timeout is not None:
+        kwargs["socket_timeout"] = max(timeout, block_time + 1.0)
     return Redis(connection_pool=BlockingConnectionPool(
         connection_class=pool.connection_class, max_connections=_QUERY_CONNECTIONS, **kwargs))
 
@@ -188,7 +200,7 @@ class RedisStreamsAdapterFactory(RedisAdapterFactory):
         self.session_key_prefix = session_key_prefix
         self._commands: deque[tuple[str, tuple[Any, ...], OffsetCallback | None]] = deque()
         self._by_nsp: dict[str, list[RedisStreamsAdapter]] = {}
-        self._read_client = _binary_client(redis)
+        self._read_client = _query_client(redis, block_time)
         self._query_client = _query_client(redis)
         # Id of the last stream entry the reader dispatched: restores line up with it.
         self.last_read: tuple[int, int] = (0, 0)

@@ -633,3 +633,29 @@ async def test_redis_away_and_back(make_ours: Any, clients: list[Client],
                 await asyncio.wait_for(node.stop(), WAIT)
     finally:
         await client.aclose()
+
+
+async def test_live_session_expiry_is_refreshed(make_ours: Any, spawn: Any, redis: Any,
+                                                names: Names) -> None:
+    """A connected socket's session key outlives max_disconnection_duration: its expiry is
+    pushed back while the node runs, and it holds the socket's rooms."""
+    a = await make_ours(recovery=1.0)
+    client = await npm_client(spawn, a.port, ["r1", "r2"])
+    sid = (await client.connected(1))["id"]
+    keys: list[bytes] = []
+
+    async def one_key() -> bool:
+        keys[:] = [k async for k in redis.scan_iter(match=f"{names.session}*")]
+        return len(keys) == 1
+
+    await wait_until(one_key, "the live session")
+    session = msgpack.unpackb(base64.b64decode(await redis.get(keys[0])), raw=False)
+    assert session["sid"] == sid and sorted(session["rooms"]) == sorted([sid, "r1", "r2"])
+    assert set(session) == {"sid", "pid", "rooms", "data"}
+    first = await redis.pttl(keys[0])
+    assert first > 1000  # longer than max_disconnection_duration
+
+    async def refreshed() -> bool:
+        return await redis.pttl(keys[0]) > first
+
+    await wait_until(refreshed, "a refreshed expiry")
