@@ -109,7 +109,14 @@ _XRANGE_MAX_CALLS = 100  # like Node: a stream growing faster than we read must 
 _LIVE_DEBOUNCE = 0.05  # seconds: room changes of a burst of joins make one write
 _LIVE_REFRESH_MAX = 30.0
 _QUERY_CONNECTIONS = 8
-_CATCH_UP_ROUNDS = 20
+# SET the session unless the key holds something else than what this node wrote last.
+_PERSIST_UNLESS_TAKEN = """
+local current = redis.call('GET', KEYS[1])
+if current == false or current == ARGV[3] then
+  return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return false
+"""
 
 OffsetCallback = Callable[[Any], None]
 
@@ -433,7 +440,7 @@ class RedisStreamsAdapter(InMemoryAdapter):
         self._closed = False
         self._dates_as_text = isinstance(nsp.server.parser, JsonParser)
         # Live sessions (beyond Node): sid -> pid written to Redis; sids to (re)write.
-        self._live: dict[str, str] = {}
+        self._live: dict[str, tuple[str, str]] = {}  # sid -> (pid, value written)
         self._live_dirty: set[str] = set()
         self._live_flush: asyncio.TimerHandle | None = None
         self._persisted: set[str] = set()  # pids whose session was just saved on disconnect
@@ -811,10 +818,19 @@ class RedisStreamsAdapter(InMemoryAdapter):
         if self.recovery is None:
             return
         value = self._encode_session(snapshot.sid, snapshot.pid, snapshot.rooms, snapshot.data)
-        if value is not None:
-            self._persisted.add(snapshot.sid)
-            self.factory.command("set", self._session_key(snapshot.pid), value,
-                                 self._session_ms)
+        if value is None:
+            return
+        self._persisted.add(snapshot.sid)
+        key = self._session_key(snapshot.pid)
+        live = self._live.get(snapshot.sid)
+        if live is None:
+            self.factory.command("set", key, value, self._session_ms)
+            return
+        # The key holds what we wrote while the socket lived, unless another node restored
+        # the session meanwhile (its client came back there before we saw it go): then
+        # that node owns it and our stale snapshot must not replace its.
+        self.factory.command("eval", _PERSIST_UNLESS_TAKEN, 1, key, value, self._session_ms,
+                             live[1])
 
     async def restore_session(self, pid: str, offset: str) -> SessionSnapshot | None:
         """Node's restoreSession, plus a hand-over with live delivery: every missed entry is
@@ -834,6 +850,11 @@ class RedisStreamsAdapter(InMemoryAdapter):
             return None
         rooms = [r for r in session.get("rooms") or () if isinstance(r, str)]
         snapshot = SessionSnapshot(str(session.get("sid", "")), pid, rooms, session.get("data"))
+        old = self.nsp.sockets.get(snapshot.sid)
+        if old is not None:
+            # A live session of this node, whose client came back before we saw it leave:
+            # the old socket is dead, it must not share its id with the new one.
+            old.disconnect()
         snapshot.missed_packets = await self._missed(client, offset, set(rooms))
         return snapshot
 
@@ -905,7 +926,8 @@ class RedisStreamsAdapter(InMemoryAdapter):
     def delete_all(self, sid: str) -> None:
         super().delete_all(sid)
         self._live_dirty.discard(sid)
-        pid = self._live.pop(sid, None)
+        live = self._live.pop(sid, None)
+        pid = live[0] if live is not None else None
         if sid in self._persisted:
             self._persisted.discard(sid)  # saved for recovery by persist_session
         elif pid is not None:
@@ -929,7 +951,7 @@ class RedisStreamsAdapter(InMemoryAdapter):
                 continue
             value = self._encode_session(sid, socket.pid, sorted(rooms), socket.data)
             if value is not None:
-                self._live[sid] = socket.pid
+                self._live[sid] = (socket.pid, value)
                 self.factory.command("set", self._session_key(socket.pid), value, ttl)
 
     def _live_ttl(self) -> int:
@@ -941,7 +963,7 @@ class RedisStreamsAdapter(InMemoryAdapter):
         if not self._live:
             return
         ttl = self._live_ttl()
-        for pid in list(self._live.values()):
+        for pid, _ in list(self._live.values()):
             self.factory.command("pexpire", self._session_key(pid), ttl)
 
 

@@ -659,3 +659,76 @@ async def test_live_session_expiry_is_refreshed(make_ours: Any, spawn: Any, redi
         return await redis.pttl(keys[0]) > first
 
     await wait_until(refreshed, "a refreshed expiry")
+
+
+async def session_of(redis: Any, names: Names) -> dict[str, Any]:
+    keys = [k async for k in redis.scan_iter(match=f"{names.session}*")]
+    assert len(keys) == 1, keys
+    value = await redis.get(keys[0])
+    assert value is not None
+    return dict(msgpack.unpackb(base64.b64decode(value), raw=False))
+
+
+async def written(server: Server) -> None:
+    """Every Redis command this node queued so far has been answered."""
+    done = asyncio.Event()
+    server.of("/").adapter.factory.command("ping", callback=lambda _: done.set())
+    await asyncio.wait_for(done.wait(), WAIT)
+
+
+async def comes_back_while_connected(make_ours: Any, spawn: Any, redis: Any, names: Names,
+                                     same_node: bool) -> None:
+    a = await make_ours(recovery=30)
+    b = a if same_node else await make_ours(recovery=30)
+    first = await npm_client(spawn, a.port, ["r1"])
+    sid = (await first.connected(1))["id"]
+    b.to("r1").emit("hello", 1)
+    offset = (await first.got(1))[0][-1]
+
+    async def live() -> bool:
+        return bool([k async for k in redis.scan_iter(match=f"{names.session}*")])
+
+    await wait_until(live, "the live session")
+    pid = (await session_of(redis, names))["pid"]
+    # The same client, as far as the server can tell, back on b before a saw it leave.
+    lines = await spawn("node", "recovering_client.mjs", f"http://127.0.0.1:{b.port}",
+                        json.dumps({"pid": pid, "offset": offset, "rooms": ["on b"]}))
+    again = await NpmClient(lines).connected(1)
+    # (socket.io-client says recovered only for a pid it got itself: ask the server)
+    assert again["id"] == sid and b.of("/").sockets[sid].recovered
+
+    async def b_owns_it() -> bool:
+        if not await live():
+            return False  # between the restore (GET DEL) and b's first write
+        return "on b" in (await session_of(redis, names))["rooms"]
+
+    await wait_until(b_owns_it, "b's live session")
+    if same_node:
+        await first.lines.wait_for(lambda i: i.get("kind") == "disconnect", "old one dropped")
+        assert [s.id for s in await a.fetch_sockets()] == [sid]
+    else:
+        first.lines.send(op="switch", url="http://127.0.0.1:9")
+        first.lines.send(op="drop")  # a now sees it leave, and keeps out of b's session
+
+        async def gone_from_a() -> bool:
+            return sid not in a.of("/").sockets
+
+        await wait_until(gone_from_a, "the socket gone from a")
+        await written(a)
+        assert sorted((await session_of(redis, names))["rooms"]) == sorted([sid, "r1", "on b"])
+    b.to("r1").emit("hello", 2)
+    got = await NpmClient(lines).got(1)
+    assert strip_offsets(got) == [["hello", 2]]
+
+
+async def test_back_on_the_same_node_while_connected(make_ours: Any, spawn: Any, redis: Any,
+                                                     names: Names) -> None:
+    """Beyond Node, a live session: its old socket is dropped, ids stay unique."""
+    await comes_back_while_connected(make_ours, spawn, redis, names, same_node=True)
+
+
+async def test_back_on_another_node_while_connected(make_ours: Any, spawn: Any, redis: Any,
+                                                    names: Names) -> None:
+    """The old node, seeing its socket leave later, does not overwrite the session that
+    the other node now owns."""
+    await comes_back_while_connected(make_ours, spawn, redis, names, same_node=False)
