@@ -40,10 +40,17 @@ and restored on any node (``MULTI GET DEL``, then ``XRANGE`` from the offset); t
 stops where the reader stands when the socket joins its rooms, so no entry is both
 replayed and delivered live, and none falls between.
 
-Beyond Node: the session of a *connected* socket is also kept in Redis (written shortly
-after it connects or its rooms change, expiry refreshed in the background), so that its
-client recovers on another node even when this node dies without saying so (``kill -9``).
-``socket.data`` is saved with it as it was at the last write.
+Beyond Node: the session of a *connected* socket is also kept in Redis (written 50 ms
+after it connects or its rooms change, its expiry pushed back in the background to
+max_disconnection_duration + min(30 s, half of it)), so that its client recovers on another
+node even when this node dies without saying so (``kill -9``). ``socket.data`` is saved as
+it was at the last write. A client that comes back while its old socket still looks
+connected gets the session: on the same node the old socket is disconnected ("server
+namespace disconnect"); another node, seeing the old socket go later, leaves the session
+alone (a Lua compare-and-set). A socket that leaves for good (client or server namespace
+disconnect) has its key deleted.
+
+Not supported: ``streamCount`` > 1, sharded pub/sub, ``onlyPlaintext``.
 """
 
 from __future__ import annotations
