@@ -1,7 +1,8 @@
 """Sharded Redis adapter (Redis 7 sharded pub/sub), npm ``createShardedAdapter``'s wire format.
 
 Import it from ``socketio_core.redis_adapter`` (``create_sharded_adapter``): this module
-subclasses that one's factory, which re-exports it on its last line.
+subclasses that one's factory (which loads it on first use of that name) and the
+ClusterAdapter protocol of ``socketio_core._cluster``.
 
 ``create_sharded_adapter(redis)`` speaks the protocol of ``createShardedAdapter`` from npm
 ``@socket.io/redis-adapter`` 8.3.0 (``lib/sharded-adapter.ts``, on top of socket.io-adapter's
@@ -42,79 +43,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ._cluster import BROADCAST, MAY_CONTAIN_BINARY, ClusterAdapter, has_binary
 from .adapter import BroadcastFlags, BroadcastOptions, InMemoryAdapter
-from .errors import AckTimeoutError
-from .packet import JsonParser, Packet, PacketType, _loads
-from .redis_adapter import (
-    RedisAdapterError,
-    RedisAdapterFactory,
-    RemoteSocket,
-    _channel,
-    _handshake,
-    _js_flags,
-    _Request,
-    _rooms,
-    _selector,
-    _unpack,
-)
+from .packet import Packet, PacketType, _loads
+from .redis_adapter import RedisAdapterError, RedisAdapterFactory, _channel, _rooms, _unpack
 from .redis_emitter import _to_json
 
 if TYPE_CHECKING:
     from .namespace import Namespace
-    from .socket import Socket
 
 __all__ = ["ShardedRedisAdapter", "ShardedRedisAdapterFactory", "create_sharded_adapter"]
 
 logger = logging.getLogger(__name__)
 
-# MessageType of socket.io-adapter's cluster-adapter.ts.
-_BROADCAST = 3
-_SOCKETS_JOIN = 4
-_SOCKETS_LEAVE = 5
-_DISCONNECT_SOCKETS = 6
-_FETCH_SOCKETS = 7
-_FETCH_SOCKETS_RESPONSE = 8
-_SERVER_SIDE_EMIT = 9
-_SERVER_SIDE_EMIT_RESPONSE = 10
-_BROADCAST_CLIENT_COUNT = 11
-_BROADCAST_ACK = 12
-# The types Node sends as msgpack when their data holds binary (sharded-adapter.ts encode()).
-_MAY_CONTAIN_BINARY = frozenset({_BROADCAST, _BROADCAST_ACK, _FETCH_SOCKETS_RESPONSE,
-                                 _SERVER_SIDE_EMIT, _SERVER_SIDE_EMIT_RESPONSE})
-_RESPONSES = frozenset({_FETCH_SOCKETS_RESPONSE, _SERVER_SIDE_EMIT_RESPONSE,
-                        _BROADCAST_CLIENT_COUNT, _BROADCAST_ACK})
 SUBSCRIPTION_MODES = ("static", "dynamic", "dynamic-private")
 _SOCKET_ID_LENGTH = 20  # Node's looksLikeASocketId()
-_MAX_DEPTH = 100
-_EVENT = PacketType.EVENT
 _BIN_MARKERS = (b"\xc4", b"\xc5", b"\xc6")  # msgpack bin 8/16/32
 # What orjson writes as JSON.stringify would; the rest (datetimes, str subclasses such as
 # enums, dataclasses) is refused and goes to the exact encoder.
 _ORJSON_STRICT = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
                   | orjson.OPT_PASSTHROUGH_DATACLASS)
-
-
-def _random_id() -> str:
-    """ClusterAdapter's node and request ids: 8 random bytes in hex."""
-    return secrets.token_hex(8)
-
-
-def _has_binary(value: Any, depth: int = 0) -> bool:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return True
-    if depth > _MAX_DEPTH:
-        return False  # the encoder refuses it anyway
-    if isinstance(value, list | tuple):
-        return any(_has_binary(item, depth + 1) for item in value)
-    if isinstance(value, dict):
-        return any(_has_binary(item, depth + 1) for item in value.values())
-    return False
 
 
 class _SpublishPipeline:
@@ -274,22 +226,17 @@ class ShardedRedisAdapterFactory(RedisAdapterFactory):
         return 0
 
 
-class ShardedRedisAdapter(InMemoryAdapter):
+class ShardedRedisAdapter(ClusterAdapter):
     """The in-memory adapter of one namespace, plus ClusterAdapter messages to the others."""
 
+    factory: ShardedRedisAdapterFactory
+
     def __init__(self, nsp: Namespace, factory: ShardedRedisAdapterFactory) -> None:
-        super().__init__(nsp)
-        self.uid = _random_id()
-        self.factory = factory
+        super().__init__(nsp, factory)
         self.mode = factory.subscription_mode
-        self.channel = f"{factory.channel_prefix}#{nsp.name}#"
-        self.response_channel = f"{self.channel}{self.uid}#"
+        self.channel = self._common_channel
+        self.response_channel = self._response_channel
         self._response_bytes = _channel(self.response_channel)
-        self._requests: dict[str, _Request] = {}
-        self._ack_requests: dict[str, tuple[Callable[[int], None], Callable[[Any], None]]] = {}
-        self._closed = False
-        # With the JSON parser a Date reaches clients as Node's JSON.stringify writes it.
-        self._dates_as_text = isinstance(nsp.server.parser, JsonParser)
         self._packb = factory._packb
         if self.mode != "static":
             self.on("create-room", self._on_create_room)
@@ -317,7 +264,7 @@ class ShardedRedisAdapter(InMemoryAdapter):
     def _publish_channel(self, message_type: int, data: dict[str, Any]) -> str:
         # Node's computeChannel(): a broadcast with an ack stays on the common channel, as
         # the number of answers expected is counted over every node.
-        if message_type == _BROADCAST and "requestId" not in data:
+        if message_type == BROADCAST and "requestId" not in data:
             rooms = data["opts"]["rooms"]
             if len(rooms) == 1 and (
                 self.mode == "dynamic-private"
@@ -337,9 +284,9 @@ class ShardedRedisAdapter(InMemoryAdapter):
             packed: bytes | None = self._packb(message, use_bin_type=True)
         except (TypeError, ValueError, OverflowError):
             packed = None  # a datetime, a lone surrogate, ...: the exact encoders decide
-        if (message["type"] in _MAY_CONTAIN_BINARY
+        if (message["type"] in MAY_CONTAIN_BINARY
                 and (packed is None or any(m in packed for m in _BIN_MARKERS))
-                and _has_binary(message.get("data"))):
+                and has_binary(message.get("data"))):
             return self.factory.encode(message)
         if packed is not None and b"\xcb" not in packed:
             try:
@@ -348,7 +295,7 @@ class ShardedRedisAdapter(InMemoryAdapter):
                 pass  # an int key, a str subclass, ...
         return _to_json(message)
 
-    def _publish(self, message_type: int, data: dict[str, Any]) -> bool:
+    def _send(self, message_type: int, data: dict[str, Any]) -> bool:
         message = {"type": message_type, "data": data, "uid": self.uid, "nsp": self.nsp.name}
         try:
             encoded = self._encode(message)
@@ -357,7 +304,7 @@ class ShardedRedisAdapter(InMemoryAdapter):
             return False
         return self.factory.publish(self._publish_channel(message_type, data), encoded)
 
-    def _publish_response(self, requester: Any, message_type: int, data: dict[str, Any]) -> None:
+    def _respond(self, requester: Any, message_type: int, data: dict[str, Any]) -> None:
         if not isinstance(requester, str):
             return
         message = {"type": message_type, "data": data, "uid": self.uid, "nsp": self.nsp.name}
@@ -367,128 +314,6 @@ class ShardedRedisAdapter(InMemoryAdapter):
             logger.exception("response to another node not sent: cannot encode it")
             return
         self.factory.publish(f"{self.channel}{requester}#", encoded)
-
-    @staticmethod
-    def _opts(opts: BroadcastOptions, with_timeout: bool = False) -> dict[str, Any]:
-        return {"rooms": list(opts.rooms), "except": list(opts.except_rooms),
-                "flags": _js_flags(opts.flags, with_timeout)}
-
-    # ------------------------------------------------------------------ outgoing
-
-    def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
-        if not opts.flags.local:
-            # No "nsp" in the packet: Node encodes it before its local broadcast adds one.
-            self._publish(_BROADCAST, {"packet": {"type": int(packet.type), "data": packet.data},
-                                       "opts": self._opts(opts)})
-        super().broadcast(packet, opts)
-
-    def broadcast_with_ack(
-        self,
-        packet: Packet,
-        opts: BroadcastOptions,
-        client_count: Callable[[int], None],
-        on_ack: Callable[[Any], None],
-    ) -> None:
-        if not opts.flags.local:
-            request_id = _random_id()
-            self._ack_requests[request_id] = (client_count, on_ack)
-            self._publish(_BROADCAST, {
-                "packet": {"type": int(packet.type), "data": packet.data},
-                "requestId": request_id, "opts": self._opts(opts, with_timeout=True)})
-            # No way to know when every remote client answered: forget after the delay.
-            delay = opts.flags.timeout or self.factory.requests_timeout
-            asyncio.get_running_loop().call_later(delay, self._ack_requests.pop, request_id, None)
-        super().broadcast_with_ack(packet, opts, client_count, on_ack)
-
-    def add_sockets(self, opts: BroadcastOptions, rooms: Iterable[str]) -> None:
-        rooms = list(rooms)
-        if not opts.flags.local:
-            self._publish(_SOCKETS_JOIN, {"opts": self._opts(opts), "rooms": rooms})
-        super().add_sockets(opts, rooms)
-
-    def del_sockets(self, opts: BroadcastOptions, rooms: Iterable[str]) -> None:
-        rooms = list(rooms)
-        if not opts.flags.local:
-            self._publish(_SOCKETS_LEAVE, {"opts": self._opts(opts), "rooms": rooms})
-        super().del_sockets(opts, rooms)
-
-    def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
-        if not opts.flags.local:
-            self._publish(_DISCONNECT_SOCKETS, {"opts": self._opts(opts), "close": bool(close)})
-        super().disconnect_sockets(opts, close)
-
-    def server_side_emit(self, args: list[Any]) -> None:
-        self._publish(_SERVER_SIDE_EMIT, {"packet": args})
-
-    async def server_side_emit_with_ack(self, args: list[Any]) -> list[Any]:
-        """The answers of the other nodes' handlers (one per node)."""
-        expected = await self.server_count() - 1
-        if expected <= 0:
-            return []
-        request_id = _random_id()
-        request = _Request(_SERVER_SIDE_EMIT, asyncio.get_running_loop().create_future(),
-                           expected, count=0, items=[])
-        return await self._request(request_id, request, {"requestId": request_id, "packet": args},
-                                   "serverSideEmit", self.factory.requests_timeout, True)
-
-    async def server_count(self) -> int:
-        return await self.factory.numsub(self.channel)
-
-    @property
-    def requests_timeout(self) -> float:
-        """Bound on waits for other nodes (``emit_with_ack`` without ``timeout`` included)."""
-        return self.factory.requests_timeout
-
-    async def fetch_sockets(self, opts: BroadcastOptions) -> list[Any]:
-        local: list[Any] = await super().fetch_sockets(opts)
-        if opts.flags.local:
-            return local
-        expected = await self.server_count() - 1
-        if expected <= 0:
-            return local
-        request_id = _random_id()
-        request = _Request(_FETCH_SOCKETS, asyncio.get_running_loop().create_future(),
-                           expected, count=0, items=[])
-        remote = await self._request(
-            request_id, request, {"opts": self._opts(opts), "requestId": request_id},
-            "fetchSockets", opts.flags.timeout or self.factory.requests_timeout)
-        return local + [RemoteSocket(self, item)  # type: ignore[arg-type]
-                        for item in remote if isinstance(item, dict)]
-
-    async def _request(
-        self, request_id: str, request: _Request, data: dict[str, Any], what: str,
-        timeout: float, ack_timeout: bool = False,
-    ) -> list[Any]:
-        kind = _FETCH_SOCKETS if request.type == _FETCH_SOCKETS else _SERVER_SIDE_EMIT
-        self._requests[request_id] = request
-        try:
-            if not self._publish(kind, data):
-                raise RedisAdapterError(f"{what} request not sent: Redis is unavailable")
-            try:
-                return await asyncio.wait_for(asyncio.shield(request.future), timeout)
-            except TimeoutError:
-                items = list(request.items or ())
-                message = (f"timeout reached: only {request.count} responses received out of "
-                           f"{request.expected}")
-                if ack_timeout:
-                    raise AckTimeoutError(message, responses=items) from None
-                raise RedisAdapterError(f"{what}: {message}") from None
-        finally:
-            self._requests.pop(request_id, None)
-
-    def start(self) -> None:
-        self.factory._start()
-
-    def add_all(self, sid: str, rooms: Iterable[str]) -> None:
-        # Under ASGI nothing calls start(): the first connection starts the Redis side.
-        if self.factory._subscriber is None:
-            self.factory._start()
-        super().add_all(sid, rooms)
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.factory._unregister(self)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ incoming
 
@@ -504,39 +329,9 @@ class ShardedRedisAdapter(InMemoryAdapter):
         if not isinstance(message, dict) or not isinstance(message.get("data"), dict):
             return
         if channel == self._response_bytes:
-            self._on_response(message)
+            self._on_response(message.get("type"), message["data"])
         else:
-            self._on_message(message)
-
-    def _on_message(self, message: dict[str, Any]) -> None:
-        sender = message.get("uid")
-        if sender == self.uid or message.get("nsp") != self.nsp.name:
-            return
-        kind = message.get("type")
-        data: dict[str, Any] = message["data"]
-        if kind == _BROADCAST:
-            self._on_broadcast(sender, data)
-        elif kind == _SOCKETS_JOIN:
-            InMemoryAdapter.add_sockets(self, _selector(data.get("opts")),
-                                        _rooms(data.get("rooms")))
-        elif kind == _SOCKETS_LEAVE:
-            InMemoryAdapter.del_sockets(self, _selector(data.get("opts")),
-                                        _rooms(data.get("rooms")))
-        elif kind == _DISCONNECT_SOCKETS:
-            InMemoryAdapter.disconnect_sockets(self, _selector(data.get("opts")),
-                                               bool(data.get("close")))
-        elif kind == _FETCH_SOCKETS:
-            found: list[Socket] = []
-            self._apply(_selector(data.get("opts")), found.append)
-            self._publish_response(sender, _FETCH_SOCKETS_RESPONSE, {
-                "requestId": data.get("requestId"),
-                "sockets": [{"id": s.id, "handshake": _handshake(s), "rooms": list(s.rooms),
-                             "data": s.data} for s in found]})
-        elif kind == _SERVER_SIDE_EMIT:
-            self._on_server_side_emit(sender, data)
-        elif kind in _RESPONSES:
-            # Node may send a response on the common channel too; its onMessage() accepts it.
-            self._on_response(message)
+            self._on_cluster_message(message)
 
     def _on_broadcast(self, sender: Any, data: dict[str, Any]) -> None:
         packet = data.get("packet")
@@ -557,64 +352,7 @@ class ShardedRedisAdapter(InMemoryAdapter):
             # The same encode-once path as a local broadcast; never published again.
             InMemoryAdapter.broadcast(self, Packet(kind, packet["data"], self.nsp.name), opts)
             return
-
-        def on_count(count: int) -> None:
-            self._publish_response(sender, _BROADCAST_CLIENT_COUNT,
-                                   {"requestId": request_id, "clientCount": count})
-
-        def on_ack(*args: Any) -> None:
-            self._publish_response(sender, _BROADCAST_ACK,
-                                   {"requestId": request_id, "packet": args[0] if args else None})
-
-        InMemoryAdapter.broadcast_with_ack(
-            self, Packet(_EVENT, packet["data"], self.nsp.name), opts, on_count, on_ack)
-
-    def _on_server_side_emit(self, sender: Any, data: dict[str, Any]) -> None:
-        args = data.get("packet")
-        if not isinstance(args, list) or not args or not isinstance(args[0], str):
-            return
-        request_id = data.get("requestId")
-        ack: Callable[[Any], None] | None = None
-        if request_id is not None:
-            answered = False
-
-            def ack(arg: Any = None) -> None:
-                nonlocal answered
-                if answered:
-                    return
-                answered = True
-                self._publish_response(sender, _SERVER_SIDE_EMIT_RESPONSE,
-                                       {"requestId": request_id, "packet": arg})
-
-        self.nsp._on_server_side_emit(args[0], args[1:], ack)
-
-    def _on_response(self, message: dict[str, Any]) -> None:
-        data: dict[str, Any] = message["data"]
-        request_id = data.get("requestId")
-        if not isinstance(request_id, str):
-            return
-        kind = message.get("type")
-        acks = self._ack_requests.get(request_id)
-        if acks is not None:
-            if kind == _BROADCAST_CLIENT_COUNT and isinstance(data.get("clientCount"), int):
-                acks[0](data["clientCount"])
-            elif kind == _BROADCAST_ACK:
-                acks[1](data.get("packet"))
-            return
-        request = self._requests.get(request_id)
-        if request is None or request.future.done():
-            return
-        assert request.items is not None
-        if kind == _FETCH_SOCKETS_RESPONSE and request.type == _FETCH_SOCKETS:
-            if isinstance(data.get("sockets"), list):
-                request.items.extend(data["sockets"])
-        elif kind == _SERVER_SIDE_EMIT_RESPONSE and request.type == _SERVER_SIDE_EMIT:
-            request.items.append(data.get("packet"))
-        else:
-            return
-        request.count += 1
-        if request.count >= request.expected:
-            request.future.set_result(request.items)
+        self._on_broadcast_with_ack(sender, request_id, packet["data"], opts)
 
 
 def create_sharded_adapter(

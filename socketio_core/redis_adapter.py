@@ -1020,4 +1020,12 @@ def create_adapter(
     return RedisAdapterFactory(redis, key, requests_timeout, publish_on_specific_response_channel)
 
 
-from ._redis_sharded import create_sharded_adapter  # noqa: E402, F401  (re-export)
+
+def __getattr__(name: str) -> Any:
+    # create_sharded_adapter lives in _redis_sharded, which builds on this module (through
+    # _cluster): imported on first use, so that importing either one first is no cycle.
+    if name == "create_sharded_adapter":
+        from ._redis_sharded import create_sharded_adapter
+
+        return create_sharded_adapter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
