@@ -60,26 +60,30 @@ import base64
 import contextlib
 import logging
 import re
-import secrets
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._cluster import (
+    BROADCAST,
+    DISCONNECT_SOCKETS,
+    MAY_CONTAIN_BINARY,
+    SOCKETS_JOIN,
+    SOCKETS_LEAVE,
+    ClusterAdapter,
+    has_binary,
+    js_opts,
+)
 from .adapter import BroadcastFlags, BroadcastOptions, InMemoryAdapter, SessionSnapshot
-from .errors import AckTimeoutError
-from .packet import JsonParser, Packet, PacketType, _loads
+from .packet import Packet, PacketType, _loads
 from .redis_adapter import (
     _BACKOFF_START,
     MAX_PUBLISH_QUEUE,
     RedisAdapterError,
     RedisAdapterFactory,
-    RemoteSocket,
     _backoff,
     _channel,
-    _handshake,
     _jitter,
-    _js_flags,
     _rooms,
     _selector,
     _unpack,
@@ -88,26 +92,13 @@ from .redis_emitter import _to_json
 
 if TYPE_CHECKING:
     from .namespace import Namespace
-    from .socket import Socket
 
 __all__ = ["RedisStreamsAdapter", "RedisStreamsAdapterFactory", "create_adapter"]
 
 logger = logging.getLogger(__name__)
 
-# MessageType of socket.io-adapter's ClusterAdapter.
-_BROADCAST = 3
-_SOCKETS_JOIN = 4
-_SOCKETS_LEAVE = 5
-_DISCONNECT_SOCKETS = 6
-_FETCH_SOCKETS = 7
-_FETCH_SOCKETS_RESPONSE = 8
-_SERVER_SIDE_EMIT = 9
-_SERVER_SIDE_EMIT_RESPONSE = 10
-_BROADCAST_CLIENT_COUNT = 11
-_BROADCAST_ACK = 12
-# Types whose data may hold binary, hence may travel as base64 msgpack (lib/adapter.ts).
-_MAY_BE_BINARY = frozenset({_BROADCAST, _FETCH_SOCKETS_RESPONSE, _SERVER_SIDE_EMIT,
-                            _SERVER_SIDE_EMIT_RESPONSE, _BROADCAST_ACK})
+# Messages every node applies in stream order (XADD); the others go through pub/sub.
+_DURABLE = frozenset({SOCKETS_JOIN, SOCKETS_LEAVE, DISCONNECT_SOCKETS})
 _EVENT = PacketType.EVENT
 _OFFSET = re.compile(r"^[0-9]+-[0-9]+$")
 _BATCH = 256
@@ -124,20 +115,9 @@ if current == false or current == ARGV[3] then
 end
 return false
 """
+_BINARY_DEPTH = 64  # how deep _fields looks for binary (deeper: JSON, which refuses it)
 
 OffsetCallback = Callable[[Any], None]
-
-
-def _has_binary(value: Any, depth: int = 0) -> bool:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return True
-    if depth > 64:
-        return False
-    if isinstance(value, list | tuple):
-        return any(_has_binary(item, depth + 1) for item in value)
-    if isinstance(value, dict):
-        return any(_has_binary(item, depth + 1) for item in value.values())
-    return False
 
 
 def _entry_id(value: Any) -> tuple[int, int]:
@@ -165,24 +145,6 @@ def _query_client(redis: Any, block_time: float | None = None) -> Any:
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
-
-
-def _js_opts(opts: BroadcastOptions, with_timeout: bool = False) -> dict[str, Any]:
-    return {"rooms": list(opts.rooms), "except": list(opts.except_rooms),
-            "flags": _js_flags(opts.flags, with_timeout)}
-
-
-def _random_id() -> str:
-    return secrets.token_hex(8)  # ClusterAdapter's randomId(): 8 random bytes as hex
-
-
-@dataclass(slots=True)
-class _Request:
-    type: int
-    future: asyncio.Future[list[Any]]
-    expected: int
-    items: list[Any]
-    count: int = 0
 
 
 class RedisStreamsAdapterFactory(RedisAdapterFactory):
@@ -432,20 +394,20 @@ class RedisStreamsAdapterFactory(RedisAdapterFactory):
                 adapter._refresh_live()
 
 
-class RedisStreamsAdapter(InMemoryAdapter):
+class RedisStreamsAdapter(ClusterAdapter):
     """The in-memory adapter of one namespace, plus the stream shared with other nodes."""
 
+    factory: RedisStreamsAdapterFactory
+    # As this adapter has always done: unnamed request errors, and fetch_sockets bounded by
+    # requests_timeout whatever the broadcast's timeout flag.
+    _NAMED_REQUEST_ERRORS = False
+    _FETCH_TIMEOUT_FROM_FLAGS = False
+
     def __init__(self, nsp: Namespace, factory: RedisStreamsAdapterFactory) -> None:
-        super().__init__(nsp)
-        self.factory = factory
-        self.uid = _random_id()
+        super().__init__(nsp, factory)
         self.stream_name = factory.stream_name
-        self.public_channel = f"{factory.channel_prefix}#{nsp.name}#"
-        self.private_channel = f"{self.public_channel}{self.uid}#"
-        self._requests: dict[str, _Request] = {}
-        self._ack_requests: dict[str, tuple[Callable[[int], None], Callable[[Any], None]]] = {}
-        self._closed = False
-        self._dates_as_text = isinstance(nsp.server.parser, JsonParser)
+        self.public_channel = self._common_channel
+        self.private_channel = self._response_channel
         # Live sessions (beyond Node): sid -> pid written to Redis; sids to (re)write.
         self._live: dict[str, tuple[str, str]] = {}  # sid -> (pid, value written)
         self._live_dirty: set[str] = set()
@@ -469,7 +431,7 @@ class RedisStreamsAdapter(InMemoryAdapter):
     def _fields(self, kind: int, data: Any) -> dict[str, Any] | None:
         """A message as the npm adapter writes it in the stream (lib/adapter.ts encode)."""
         try:
-            if kind in _MAY_BE_BINARY and _has_binary(data):
+            if kind in MAY_CONTAIN_BINARY and has_binary(data, _BINARY_DEPTH):
                 text = base64.b64encode(self.factory.encode(data)).decode()
             else:
                 text = _to_json(data)
@@ -503,6 +465,15 @@ class RedisStreamsAdapter(InMemoryAdapter):
             return False
         return self.factory.publish(channel, data)
 
+    def _send(self, message_type: int, data: dict[str, Any]) -> bool:
+        if message_type in _DURABLE or (message_type == BROADCAST and "requestId" not in data):
+            return self._xadd(message_type, data)
+        return self._publish_ephemeral(self.public_channel, {"type": message_type, "data": data})
+
+    def _respond(self, requester: Any, message_type: int, data: dict[str, Any]) -> None:
+        self._publish_ephemeral(f"{self.public_channel}{requester!s}#",
+                                {"type": message_type, "data": data})
+
     # ------------------------------------------------------------------ outgoing
 
     def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
@@ -510,11 +481,11 @@ class RedisStreamsAdapter(InMemoryAdapter):
             InMemoryAdapter.broadcast(self, packet, opts)
             return
         data = {"packet": {"type": int(packet.type), "data": packet.data},
-                "opts": _js_opts(opts)}
+                "opts": js_opts(opts)}
         replayable = (self.recovery is not None and packet.type is _EVENT
                       and packet.id is None and not opts.flags.volatile)
         if not replayable:
-            self._xadd(_BROADCAST, data)
+            self._xadd(BROADCAST, data)
             InMemoryAdapter.broadcast(self, packet, opts)
             return
 
@@ -535,7 +506,7 @@ class RedisStreamsAdapter(InMemoryAdapter):
                 return
             self._pending[text] = (packet, opts)
 
-        if not self._xadd(_BROADCAST, data, written):
+        if not self._xadd(BROADCAST, data, written):
             InMemoryAdapter.broadcast(self, packet, opts)
 
     def _flush_pending(self) -> None:
@@ -554,103 +525,10 @@ class RedisStreamsAdapter(InMemoryAdapter):
     def _store(self, packet: Packet, opts: BroadcastOptions) -> None:
         """The stream is the log: nothing is kept in memory."""
 
-    def broadcast_with_ack(
-        self,
-        packet: Packet,
-        opts: BroadcastOptions,
-        client_count: Callable[[int], None],
-        on_ack: Callable[[Any], None],
-    ) -> None:
-        if not opts.flags.local:
-            request_id = _random_id()
-            self._ack_requests[request_id] = (client_count, on_ack)
-            self._publish_ephemeral(self.public_channel, {"type": _BROADCAST, "data": {
-                "packet": {"type": int(packet.type), "data": packet.data},
-                "requestId": request_id, "opts": _js_opts(opts, with_timeout=True)}})
-            delay = opts.flags.timeout or self.factory.requests_timeout
-            asyncio.get_running_loop().call_later(delay, self._ack_requests.pop, request_id,
-                                                  None)
-        super().broadcast_with_ack(packet, opts, client_count, on_ack)
-
-    def add_sockets(self, opts: BroadcastOptions, rooms: Iterable[str]) -> None:
-        rooms = list(rooms)
-        if not opts.flags.local:
-            self._xadd(_SOCKETS_JOIN, {"opts": _js_opts(opts), "rooms": rooms})
-        super().add_sockets(opts, rooms)
-
-    def del_sockets(self, opts: BroadcastOptions, rooms: Iterable[str]) -> None:
-        rooms = list(rooms)
-        if not opts.flags.local:
-            self._xadd(_SOCKETS_LEAVE, {"opts": _js_opts(opts), "rooms": rooms})
-        super().del_sockets(opts, rooms)
-
-    def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
-        if not opts.flags.local:
-            self._xadd(_DISCONNECT_SOCKETS, {"opts": _js_opts(opts), "close": bool(close)})
-        super().disconnect_sockets(opts, close)
-
-    def server_side_emit(self, args: list[Any]) -> None:
-        self._publish_ephemeral(self.public_channel,
-                                {"type": _SERVER_SIDE_EMIT, "data": {"packet": list(args)}})
-
-    async def server_side_emit_with_ack(self, args: list[Any]) -> list[Any]:
-        expected = await self.server_count() - 1
-        if expected <= 0:
-            return []
-        request_id = _random_id()
-        return await self._request(request_id, _SERVER_SIDE_EMIT, expected, [], {
-            "type": _SERVER_SIDE_EMIT, "data": {"requestId": request_id, "packet": list(args)}},
-            ack_timeout=True)
-
-    async def server_count(self) -> int:
-        return await self.factory.numsub(self.public_channel)
-
-    @property
-    def requests_timeout(self) -> float:
-        return self.factory.requests_timeout
-
-    async def fetch_sockets(self, opts: BroadcastOptions) -> list[Any]:
-        local: list[Any] = await super().fetch_sockets(opts)
-        if opts.flags.local:
-            return local
-        expected = await self.server_count() - 1
-        if expected <= 0:
-            return local
-        request_id = _random_id()
-        remote = await self._request(request_id, _FETCH_SOCKETS, expected, [], {
-            "type": _FETCH_SOCKETS, "data": {"opts": _js_opts(opts), "requestId": request_id}})
-        return local + [RemoteSocket(self, item)  # type: ignore[arg-type]
-                        for item in remote if isinstance(item, dict)]
-
-    async def _request(self, request_id: str, kind: int, expected: int, items: list[Any],
-                       message: dict[str, Any], ack_timeout: bool = False) -> list[Any]:
-        request = _Request(kind, asyncio.get_running_loop().create_future(), expected, items)
-        self._requests[request_id] = request
-        try:
-            if not self._publish_ephemeral(self.public_channel, message):
-                raise RedisAdapterError("request not sent: Redis is unavailable")
-            try:
-                return await asyncio.wait_for(asyncio.shield(request.future),
-                                              self.factory.requests_timeout)
-            except TimeoutError:
-                if ack_timeout:
-                    raise AckTimeoutError(
-                        f"timeout reached: only {request.count} responses received out of "
-                        f"{expected}", responses=list(request.items)) from None
-                raise RedisAdapterError(f"timeout reached: only {request.count} responses "
-                                        f"received out of {expected}") from None
-        finally:
-            self._requests.pop(request_id, None)
-
-    def start(self) -> None:
-        self.factory._start()
-
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            if self._live_flush is not None:
-                self._live_flush.cancel()
-            self.factory._unregister(self)
+        if not self._closed and self._live_flush is not None:
+            self._live_flush.cancel()
+        super().close()
 
     # ------------------------------------------------------------------ incoming
 
@@ -676,7 +554,7 @@ class RedisStreamsAdapter(InMemoryAdapter):
             return
         if not isinstance(data, dict):
             return
-        if kind == _BROADCAST and "requestId" not in data:
+        if kind == BROADCAST and "requestId" not in data:
             packet = data.get("packet")
             raw_opts = data.get("opts")
             if not isinstance(packet, dict) or not isinstance(raw_opts, dict):
@@ -706,15 +584,8 @@ class RedisStreamsAdapter(InMemoryAdapter):
                 return  # not replayable: delivered when it was sent
             # The encode-once path of a local broadcast, never published again.
             InMemoryAdapter.broadcast(self, Packet(ptype, args, self.nsp.name), opts)
-        elif kind == _SOCKETS_JOIN:
-            InMemoryAdapter.add_sockets(self, _selector(data.get("opts")),
-                                        _rooms(data.get("rooms")))
-        elif kind == _SOCKETS_LEAVE:
-            InMemoryAdapter.del_sockets(self, _selector(data.get("opts")),
-                                        _rooms(data.get("rooms")))
-        elif kind == _DISCONNECT_SOCKETS:
-            InMemoryAdapter.disconnect_sockets(self, _selector(data.get("opts")),
-                                               bool(data.get("close")))
+        elif kind in _DURABLE:
+            self._on_request(_text(fields.get(b"uid", b"")), kind, data)
 
     def _on_channel_message(self, channel: bytes, data: bytes) -> None:
         """An ephemeral message or a response on the pub/sub channels (msgpack)."""
@@ -731,82 +602,17 @@ class RedisStreamsAdapter(InMemoryAdapter):
         if not isinstance(body, dict):
             return
         kind = message.get("type")
-        sender = message.get("uid")
-        if kind in (_FETCH_SOCKETS_RESPONSE, _SERVER_SIDE_EMIT_RESPONSE,
-                    _BROADCAST_CLIENT_COUNT, _BROADCAST_ACK):
-            self._on_response(kind, body)
-        elif kind == _BROADCAST and "requestId" in body:
-            self._on_broadcast_with_ack(str(sender), body)
-        elif kind == _SERVER_SIDE_EMIT:
-            self._on_server_side_emit(str(sender), body)
-        elif kind == _FETCH_SOCKETS:
-            found: list[Socket] = []
-            self._apply(_selector(body.get("opts")), found.append)
-            self._respond(str(sender), _FETCH_SOCKETS_RESPONSE, {
-                "requestId": body.get("requestId"),
-                "sockets": [{"id": s.id, "handshake": _handshake(s), "rooms": list(s.rooms),
-                             "data": s.data} for s in found]})
+        if kind in _DURABLE or (kind == BROADCAST and "requestId" not in body):
+            return  # those come through the stream
+        self._on_cluster_message(message)
 
-    def _respond(self, requester: str, kind: int, data: dict[str, Any]) -> None:
-        self._publish_ephemeral(f"{self.public_channel}{requester}#",
-                                {"type": kind, "data": data})
-
-    def _on_broadcast_with_ack(self, sender: str, body: dict[str, Any]) -> None:
-        packet = body.get("packet")
+    def _on_broadcast(self, sender: Any, data: dict[str, Any]) -> None:
+        """A broadcast with an ack (pub/sub); the others are stream entries (``_on_entry``)."""
+        packet = data.get("packet")
         if not isinstance(packet, dict) or not isinstance(packet.get("data"), list):
             return
-        request_id = body.get("requestId")
-
-        def on_count(count: int) -> None:
-            self._respond(sender, _BROADCAST_CLIENT_COUNT,
-                          {"requestId": request_id, "clientCount": count})
-
-        def on_ack(*args: Any) -> None:
-            self._respond(sender, _BROADCAST_ACK,
-                          {"requestId": request_id, "packet": args[0] if args else None})
-
-        InMemoryAdapter.broadcast_with_ack(self, Packet(_EVENT, packet["data"], self.nsp.name),
-                                           _selector(body.get("opts")), on_count, on_ack)
-
-    def _on_server_side_emit(self, sender: str, body: dict[str, Any]) -> None:
-        args = body.get("packet")
-        if not isinstance(args, list) or not args or not isinstance(args[0], str):
-            return
-        request_id = body.get("requestId")
-        ack: Callable[[Any], None] | None = None
-        if request_id is not None:
-            answered = False
-
-            def ack(arg: Any = None) -> None:
-                nonlocal answered
-                if not answered:
-                    answered = True
-                    self._respond(sender, _SERVER_SIDE_EMIT_RESPONSE,
-                                  {"requestId": request_id, "packet": arg})
-
-        self.nsp._on_server_side_emit(args[0], args[1:], ack)
-
-    def _on_response(self, kind: Any, body: dict[str, Any]) -> None:
-        request_id = body.get("requestId")
-        if not isinstance(request_id, str):
-            return
-        acks = self._ack_requests.get(request_id)
-        if acks is not None:
-            if kind == _BROADCAST_CLIENT_COUNT and isinstance(body.get("clientCount"), int):
-                acks[0](body["clientCount"])
-            elif kind == _BROADCAST_ACK:
-                acks[1](body.get("packet"))
-            return
-        request = self._requests.get(request_id)
-        if request is None or request.future.done():
-            return
-        request.count += 1
-        if kind == _FETCH_SOCKETS_RESPONSE and isinstance(body.get("sockets"), list):
-            request.items.extend(body["sockets"])
-        elif kind == _SERVER_SIDE_EMIT_RESPONSE:
-            request.items.append(body.get("packet"))
-        if request.count >= request.expected:
-            request.future.set_result(request.items)
+        self._on_broadcast_with_ack(sender, data.get("requestId"), packet["data"],
+                                    _selector(data.get("opts")))
 
     # ------------------------------------------------------------------ recovery
 
@@ -919,8 +725,6 @@ class RedisStreamsAdapter(InMemoryAdapter):
     # -------------------------------------------------- live sessions (beyond Node)
 
     def add_all(self, sid: str, rooms: Iterable[str]) -> None:
-        if self.factory._subscriber is None:
-            self.factory._start()  # under ASGI nothing called start()
         super().add_all(sid, rooms)
         if self.recovery is not None:
             self._mark_live(sid)
