@@ -1020,7 +1020,6 @@ def create_adapter(
     return RedisAdapterFactory(redis, key, requests_timeout, publish_on_specific_response_channel)
 
 
-
 def __getattr__(name: str) -> Any:
     # create_sharded_adapter lives in _redis_sharded, which builds on this module (through
     # _cluster): imported on first use, so that importing either one first is no cycle.
