@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from .adapter import BroadcastOptions, InMemoryAdapter
 from .errors import AckTimeoutError
-from .packet import JsonParser, Packet, PacketType
+from .packet import Packet, PacketType
 from .redis_adapter import (
+    FactoryAdapter,
     RedisAdapterError,
     RemoteSocket,
     _handshake,
@@ -78,7 +79,7 @@ def js_opts(opts: BroadcastOptions, with_timeout: bool = False) -> dict[str, Any
             "flags": _js_flags(opts.flags, with_timeout)}
 
 
-class ClusterAdapter(InMemoryAdapter):
+class ClusterAdapter(FactoryAdapter):
     """The in-memory adapter of one namespace, plus ClusterAdapter requests to other nodes.
 
     ``factory`` is a ``RedisAdapterFactory`` (``channel_prefix``, ``requests_timeout``,
@@ -93,16 +94,9 @@ class ClusterAdapter(InMemoryAdapter):
     _FETCH_TIMEOUT_FROM_FLAGS = True
 
     def __init__(self, nsp: Namespace, factory: Any) -> None:
-        super().__init__(nsp)
-        self.uid = random_id()
-        self.factory = factory
+        super().__init__(nsp, factory, random_id())
         self._common_channel = f"{factory.channel_prefix}#{nsp.name}#"
         self._response_channel = f"{self._common_channel}{self.uid}#"
-        self._requests: dict[str, _Request] = {}
-        self._ack_requests: dict[str, tuple[Callable[[int], None], Callable[[Any], None]]] = {}
-        self._closed = False
-        # With the JSON parser a Date reaches clients as Node's JSON.stringify writes it.
-        self._dates_as_text = isinstance(nsp.server.parser, JsonParser)
 
     # ------------------------------------------------------------------ transport hooks
 
@@ -220,20 +214,6 @@ class ClusterAdapter(InMemoryAdapter):
                 raise RedisAdapterError(message) from None
         finally:
             self._requests.pop(request_id, None)
-
-    def start(self) -> None:
-        self.factory._start()
-
-    def add_all(self, sid: str, rooms: Iterable[str]) -> None:
-        # Under ASGI nothing calls start(): the first connection starts the Redis side.
-        if self.factory._subscriber is None:
-            self.factory._start()
-        super().add_all(sid, rooms)
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.factory._unregister(self)
 
     # ------------------------------------------------------------------ incoming
 

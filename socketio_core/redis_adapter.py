@@ -587,13 +587,41 @@ class RemoteSocket:
         self._adapter.disconnect_sockets(self._only_me(), close)
 
 
-class RedisAdapter(InMemoryAdapter):
+class FactoryAdapter(InMemoryAdapter):
+    """What every Redis adapter of one namespace shares: its factory (which owns the Redis
+    connections), the requests it waits answers for, and starting and stopping."""
+
+    def __init__(self, nsp: Namespace, factory: Any, uid: str) -> None:
+        super().__init__(nsp)
+        self.uid = uid
+        self.factory = factory
+        self._requests: dict[str, _Request] = {}
+        self._ack_requests: dict[str, tuple[Callable[[int], None], Callable[[Any], None]]] = {}
+        self._closed = False
+        # With the JSON parser a Date reaches clients as Node's JSON.stringify writes it;
+        # other parsers (msgpack) carry the datetime itself, as Node's carry a Date.
+        self._dates_as_text = isinstance(nsp.server.parser, JsonParser)
+
+    def start(self) -> None:
+        self.factory._start()
+
+    def add_all(self, sid: str, rooms: Iterable[str]) -> None:
+        # Under ASGI nothing calls start(): the first connection starts the Redis side.
+        if self.factory._subscriber is None:
+            self.factory._start()
+        super().add_all(sid, rooms)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.factory._unregister(self)
+
+
+class RedisAdapter(FactoryAdapter):
     """The in-memory adapter of one namespace, plus the messages to the other nodes."""
 
     def __init__(self, nsp: Namespace, factory: RedisAdapterFactory) -> None:
-        super().__init__(nsp)
-        self.uid = _uid()
-        self.factory = factory
+        super().__init__(nsp, factory, _uid())
         key = factory.key
         name = nsp.name
         self.channel = f"{key}#{name}#"
@@ -604,12 +632,6 @@ class RedisAdapter(InMemoryAdapter):
         # msgpack of [uid, ...]: fixarray of 3, then uid as a fixstr of 6.
         self._own_prefix = b"\x93\xa6" + self.uid.encode()
         self._response_bytes = _channel(self.response_channel)
-        self._requests: dict[str, _Request] = {}
-        self._ack_requests: dict[str, tuple[Callable[[int], None], Callable[[Any], None]]] = {}
-        self._closed = False
-        # With the JSON parser a Date reaches clients as Node's JSON.stringify writes it;
-        # other parsers (msgpack) carry the datetime itself, as Node's carry a Date.
-        self._dates_as_text = isinstance(nsp.server.parser, JsonParser)
         factory._register(self)
 
     # ------------------------------------------------------------------ outgoing
@@ -766,20 +788,6 @@ class RedisAdapter(InMemoryAdapter):
                     f"timeout reached while waiting for {what} response") from None
         finally:
             self._requests.pop(request_id, None)
-
-    def start(self) -> None:
-        self.factory._start()
-
-    def add_all(self, sid: str, rooms: Iterable[str]) -> None:
-        # Under ASGI nothing calls start(): the first connection starts the Redis side.
-        if self.factory._subscriber is None:
-            self.factory._start()
-        super().add_all(sid, rooms)
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.factory._unregister(self)
 
     # ------------------------------------------------------------------ incoming
 

@@ -78,6 +78,7 @@ from .adapter import BroadcastFlags, BroadcastOptions, InMemoryAdapter, SessionS
 from .packet import Packet, PacketType, _loads
 from .redis_adapter import (
     _BACKOFF_START,
+    MAX_PUBLISH_BYTES,
     MAX_PUBLISH_QUEUE,
     RedisAdapterError,
     RedisAdapterFactory,
@@ -146,6 +147,17 @@ def _query_client(redis: Any, block_time: float | None = None) -> Any:
 def _text(value: Any) -> str:
     return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
 
+
+
+def _command_size(args: tuple[Any, ...]) -> int:
+    """The payload bytes of a queued command (stream fields count too)."""
+    size = 0
+    for arg in args:
+        if isinstance(arg, bytes | str):
+            size += len(arg)
+        elif isinstance(arg, dict):
+            size += sum(len(v) for v in arg.values() if isinstance(v, bytes | str))
+    return size
 
 class RedisStreamsAdapterFactory(RedisAdapterFactory):
     """What ``create_adapter`` returns: give it to ``Server(adapter=...)``.
@@ -254,9 +266,13 @@ class RedisStreamsAdapterFactory(RedisAdapterFactory):
             return False
         if self._publisher is None:
             self._start()
-        if len(self._commands) >= MAX_PUBLISH_QUEUE:
+        size = _command_size(args)
+        if (len(self._commands) >= MAX_PUBLISH_QUEUE
+                or self._queued_bytes + size > MAX_PUBLISH_BYTES):
+            # Bounded like the classic adapter's queue: in messages and in bytes.
             self.stats.dropped += 1
             return False
+        self._queued_bytes += size
         self._commands.append((op, args, callback))
         if self._publish_wake is not None:
             self._publish_wake.set()
@@ -280,6 +296,7 @@ class RedisStreamsAdapterFactory(RedisAdapterFactory):
                 return
             while queue:
                 batch = [queue.popleft() for _ in range(min(len(queue), _BATCH))]
+                self._queued_bytes -= sum(_command_size(args) for _, args, _ in batch)
                 results: list[Any]
                 if self._outage and loop.time() < self._retry_at:
                     self.stats.publish_errors += len(batch)
