@@ -6,17 +6,28 @@
 // Reads one JSON command per line on stdin and answers each with one JSON line on stdout:
 // {"id": <same id>, "ok": true, ...} or {"id", "ok": false, "error", ...}. Commands:
 //
-//   connect    {name, url, auth?, extraHeaders?, ackPrivate=true, timeoutMs}
+//   connect    {name, url, auth?, extraHeaders?, transports?, ackPrivate=true,
+//               reconnection=false, withCredentials=false, timeoutMs}
 //              -> {connected: true, socketId} | {connected: false, error: {message, data}}
+//              reconnection: the client reconnects by itself (delays 200..1000 ms);
+//              withCredentials: cookies (HAProxy's SERVERID) are kept and sent back.
 //   emit       {name, event, args=[], ack=false, timeoutMs} -> {ack: <response>} | {}
 //   wait       {name, event, count=1, timeoutMs} -> {events: [[...args], ...]}
 //   events     {name, event?} -> {events: [{event, args, hasAck, at}, ...]}
 //   set        {name, ackPrivate} -> {}
 //   disconnect {name} -> {}
+//   stream     {name, stream, target, count, intervalMs=0, ackTimeoutMs=3000, retries=0,
+//               prefix} -> {} at once; in the background sends `count` private messages
+//              {targetUserId: target, message: "<prefix>-<seq>", clientMessageId: same},
+//              one at a time, each waiting for its ack; a missing ack (timeout) is retried
+//              up to `retries` times with the same clientMessageId (the gateway answers a
+//              retry with the first message's id, so a retry never makes a second copy).
+//   streamResult {stream, timeoutMs} -> {results: [{seq, text, attempts, ack|error}]}
+//              once the stream has finished (error if it has not within timeoutMs)
 //   quit       {} -> exits
 //
-// Every socket records what it receives (onAny, plus connect_error / disconnect as
-// "$connect_error" / "$disconnect"). An ack callback given by the server (the last
+// Every socket records what it receives (onAny, plus connect_error / disconnect / connect
+// as "$connect_error" / "$disconnect" / "$connect" [{socketId, recovered}]). An ack callback given by the server (the last
 // argument of the handler) is recorded as hasAck and, for "private-message" when
 // ackPrivate is true, called with {received: true}. Every wait is bounded; the whole
 // process exits after lifetimeMs (default 60000, max 120000) or when stdin closes.
@@ -28,6 +39,7 @@ const STARTED = Date.now();
 const LIFETIME = Math.min(Number(process.argv[2]) || 60000, 120000);
 const MAX_WAIT = 20000;
 const sockets = new Map(); // name -> {socket, events, ackPrivate, waiters}
+const streams = new Map(); // stream name -> {done: Promise, results: []}
 
 function out(obj) {
   process.stdout.write(JSON.stringify(obj) + "\n");
@@ -70,7 +82,7 @@ function record(entry, event, args) {
     hasAck = true;
     args = args.slice(0, -1);
   }
-  if (entry.events.length < 2000) {
+  if (entry.events.length < 5000) {
     entry.events.push({ event, args: norm(args), hasAck, at: Date.now() });
   }
   for (const w of [...entry.waiters]) w();
@@ -113,11 +125,14 @@ const handlers = {
     if (sockets.has(cmd.name)) sockets.get(cmd.name).socket.disconnect();
     const socket = io(cmd.url, {
       forceNew: true,
-      reconnection: false,
+      reconnection: cmd.reconnection === true,
+      reconnectionDelay: 200,
+      reconnectionDelayMax: 1000,
       autoConnect: false,
       auth: cmd.auth,
       extraHeaders: cmd.extraHeaders,
       transports: cmd.transports,
+      withCredentials: cmd.withCredentials === true,
     });
     const entry = { socket, events: [], waiters: [], ackPrivate: cmd.ackPrivate !== false };
     sockets.set(cmd.name, entry);
@@ -128,6 +143,9 @@ const handlers = {
     });
     socket.on("connect_error", (err) => record(entry, "$connect_error", [err]));
     socket.on("disconnect", (reason) => record(entry, "$disconnect", [reason]));
+    socket.on("connect", () =>
+      record(entry, "$connect", [{ socketId: socket.id, recovered: socket.recovered === true }]),
+    );
     let outcome = null;
     const settled = new Promise((resolve) => {
       socket.once("connect", () => resolve((outcome = { connected: true, socketId: socket.id })));
@@ -186,6 +204,54 @@ const handlers = {
     const entry = getEntry(cmd.name);
     entry.socket.disconnect();
     return {};
+  },
+
+  async stream(cmd) {
+    const { socket } = getEntry(cmd.name);
+    if (streams.has(cmd.stream)) throw new Error(`stream ${cmd.stream} exists`);
+    const count = Math.min(Number(cmd.count) || 1, 5000);
+    const retries = Math.min(Number(cmd.retries) || 0, 20);
+    const ackTimeout = bound(cmd.ackTimeoutMs || 3000);
+    const results = [];
+    const run = async () => {
+      for (let seq = 1; seq <= count; seq++) {
+        const text = `${cmd.prefix}-${seq}`;
+        const payload = { targetUserId: cmd.target, message: text, clientMessageId: text };
+        const result = { seq, text, attempts: 0 };
+        while (result.attempts <= retries) {
+          result.attempts += 1;
+          try {
+            result.ack = norm(await socket.timeout(ackTimeout).emitWithAck("private-message", payload));
+            delete result.error;
+            break;
+          } catch (err) {
+            result.error = err.message; // no ack in time: maybe lost, maybe not; retried
+          }
+        }
+        result.at = Date.now();
+        results.push(result);
+        if (cmd.intervalMs) await new Promise((r) => setTimeout(r, Number(cmd.intervalMs)));
+      }
+    };
+    streams.set(cmd.stream, { done: run(), results });
+    return {};
+  },
+
+  async streamResult(cmd) {
+    const entry = streams.get(cmd.stream);
+    if (!entry) throw new Error(`no stream named ${cmd.stream}`);
+    let timer;
+    const timedOut = new Promise((resolve) => {
+      timer = setTimeout(() => resolve(true), Math.max(1, Number(cmd.timeoutMs) || 5000));
+    });
+    const late = await Promise.race([entry.done.then(() => false), timedOut]);
+    clearTimeout(timer);
+    if (late) {
+      const err = new Error(`stream ${cmd.stream} unfinished: ${entry.results.length} sent`);
+      err.extra = { results: entry.results };
+      throw err;
+    }
+    return { results: entry.results };
   },
 
   async quit() {
