@@ -482,6 +482,10 @@ class Fleet:
         assert self.haproxy is not None
         return self.haproxy.url
 
+    def http_through_balancer(self, method: str, path: str, body: Any = None,
+                              **kw: Any) -> tuple[int, Any]:
+        return http(self.url + path, method, body, **kw)
+
     def puppet(self, lifetime_ms: int = 90000) -> FleetPuppet:
         node = require_node()
         driver = FleetPuppet(node, self.url if self.haproxy else self.nodes[0].url, lifetime_ms)
