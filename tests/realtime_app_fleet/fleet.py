@@ -117,6 +117,14 @@ def http(url: str, method: str = "GET", body: Any = None, *, api_key: str | None
         return status, raw.decode(errors="replace")
 
 
+def sockets_per_node(stats: dict[str, Any]) -> dict[str, int]:
+    """{node id: its sockets} from a fleet ``/stats`` body ("nodes": [{node, sockets}...];
+    the count is also accepted under "connectedClients")."""
+    assert isinstance(stats.get("nodes"), list), f"/stats has no nodes list: {stats}"
+    return {entry["node"]: entry.get("sockets", entry.get("connectedClients"))
+            for entry in stats["nodes"]}
+
+
 def _stop(proc: subprocess.Popen[Any] | None, sig: int = signal.SIGTERM,
           grace: float = 5.0) -> int | None:
     """Signal ``proc`` and wait; SIGKILL after ``grace`` seconds. Its exit code."""
@@ -387,6 +395,13 @@ class FleetPuppet(Puppet):
         self.wait(name, "connected", timeout_ms=8000)
         return reply
 
+    def wait_payloads(self, name: str, event: str, count: int = 1,
+                      timeout_ms: int = 5000) -> list[Any]:
+        """First argument of every ``event`` received by ``name`` (at least ``count``). With
+        connection state recovery the server adds the event's offset as a last argument."""
+        return [args[0] if args else None
+                for args in self.wait(name, event, count, timeout_ms=timeout_ms)]
+
     def start_stream(self, name: str, stream: str, target: str, count: int, **kw: Any) -> None:
         self.call("stream", name=name, stream=stream, target=target, count=count,
                   prefix=stream, **kw)
@@ -514,5 +529,5 @@ def running_fleet(nodes: int = 2, env: dict[str, str] | None = None,
 __all__ = [
     "API_KEY", "INTEROP_DIR", "JWT_SECRET", "WEB_DIR", "Fleet", "FleetPuppet", "GatewayNode",
     "HAProxy", "RedisServer", "free_port", "http", "mint_token", "render_haproxy_config",
-    "require_fleet_tools", "running_fleet", "unique", "wait_until",
+    "require_fleet_tools", "running_fleet", "sockets_per_node", "unique", "wait_until",
 ]

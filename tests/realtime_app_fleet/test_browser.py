@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from .fleet import API_KEY, INTEROP_DIR, WEB_DIR, mint_token, require_node, running_fleet, unique
+from .fleet import (
+    API_KEY,
+    INTEROP_DIR,
+    WEB_DIR,
+    mint_token,
+    require_node,
+    running_fleet,
+    sockets_per_node,
+    unique,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCRIPT = INTEROP_DIR / "gateway_browser_fleet.mjs"
@@ -47,7 +56,7 @@ def test_page_through_the_balancer_message_between_nodes() -> None:
     assert "SERVERID=node1" in result["alice"]["cookies"], result["alice"]
     assert "SERVERID=node2" in result["bob"]["cookies"], result["bob"]
     stats = result["stats"]["body"]
-    per_node = {entry["node"]: entry["sockets"] for entry in stats["nodes"]}
+    per_node = sockets_per_node(stats)
     assert per_node == {"node1": 1, "node2": 1}, stats
     assert stats["connectedClients"] == 2, stats
     assert result["text"] in result["bobMessage"] and result["bobMessage"].startswith(alice)

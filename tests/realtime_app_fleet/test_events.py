@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .fleet import Fleet, FleetPuppet, unique, wait_until
+from .fleet import Fleet, FleetPuppet, sockets_per_node, unique, wait_until
 
 SETTLE = 1.0  # seconds given to an event that must NOT arrive (or to an ack in flight)
 
@@ -59,7 +59,7 @@ def test_stats_and_online_users_are_fleet_wide(fleet: Fleet, puppet: FleetPuppet
         body = wait_until(lambda i=index: (s := stats(fleet, i))["connectedClients"]
                           == before + 3 and s, 10,
                           f"node{index}'s /stats connectedClients == {before + 3} (fleet-wide)")
-        nodes = {entry["node"]: entry["sockets"] for entry in body["nodes"]}
+        nodes = sockets_per_node(body)
         assert set(nodes) == {"node1", "node2"}, body
         assert sum(nodes.values()) == body["connectedClients"], body
         assert body["onlineUsers"] >= 2, body
@@ -88,10 +88,10 @@ def test_private_message_crosses_nodes_and_the_ack_deletes_the_stored_copy(
     puppet.connect_to(fleet.node(1).url, "a1", a)
     puppet.connect_to(fleet.node(2).url, "b", b)
     ack = send(puppet, "b", a, "hello across nodes")
-    [[message]] = puppet.wait("a1", "private-message", timeout_ms=8000)
+    [message] = puppet.wait_payloads("a1", "private-message", timeout_ms=8000)
     assert message["id"] == ack["id"], (message, ack)
     assert message["senderId"] == b and message["message"] == "hello across nodes"
-    [[sent]] = puppet.wait("b", "message-sent")
+    [sent] = puppet.wait_payloads("b", "message-sent")
     assert sent["id"] == ack["id"] and sent["targetUserId"] == a
     # a1 acked it on node 1: the stored copy is gone, a new device (on node 2) gets nothing.
     time.sleep(SETTLE)
@@ -108,12 +108,12 @@ def test_unacked_private_message_is_kept_for_the_next_device_on_another_node(
     puppet.connect_to(fleet.node(1).url, "a1", a, ackPrivate=False)
     puppet.connect_to(fleet.node(2).url, "b", b)
     ack = send(puppet, "b", a, "keep me until acked")
-    [[first]] = puppet.wait("a1", "private-message", timeout_ms=8000)
+    [first] = puppet.wait_payloads("a1", "private-message", timeout_ms=8000)
     assert first["id"] == ack["id"]
     puppet.disconnect("a1")
     # Stored until a device acks: the next one, on the other node, gets it (and acks it).
     puppet.connect_to(fleet.node(2).url, "a2", a)
-    [[again]] = puppet.wait("a2", "private-message", timeout_ms=8000)
+    [again] = puppet.wait_payloads("a2", "private-message", timeout_ms=8000)
     assert again["id"] == ack["id"] and again["message"] == "keep me until acked"
     time.sleep(SETTLE)
     puppet.connect_to(fleet.node(1).url, "a3", a)
@@ -130,7 +130,7 @@ def test_private_message_reaches_every_device_of_the_target_on_both_nodes(
     puppet.connect_to(fleet.node(1).url, "b", b)
     ack = send(puppet, "b", a, "to both devices")
     for name in ("a1", "a2"):
-        [[message]] = puppet.wait(name, "private-message", timeout_ms=8000)
+        [message] = puppet.wait_payloads(name, "private-message", timeout_ms=8000)
         assert message["id"] == ack["id"], name
     time.sleep(SETTLE)
     for name in ("a1", "a2"):
@@ -148,7 +148,7 @@ def test_service_api_on_node1_notifies_a_user_on_node2(fleet: Fleet, puppet: Fle
                                       {"userIds": [b], "type": "info", "message": "from node1",
                                        "data": {"k": 1}})
     assert status == 200 and body["success"] is True, body
-    [[note]] = puppet.wait("b", "notification", timeout_ms=8000)
+    [note] = puppet.wait_payloads("b", "notification", timeout_ms=8000)
     assert note["type"] == "info" and note["message"] == "from node1" and note["data"] == {"k": 1}
     time.sleep(SETTLE)
     assert puppet.payloads("a", "notification") == []
@@ -166,8 +166,8 @@ def test_broadcast_notification_reaches_users_on_both_nodes(
                                       {"all": True, "type": "system", "message": text})
     assert status == 200, body
     for name in ("a", "b"):
-        notes = puppet.wait(name, "notification", timeout_ms=8000)
-        assert [n for [n] in notes if n["message"] == text], (name, notes)
+        notes = puppet.wait_payloads(name, "notification", timeout_ms=8000)
+        assert [n for n in notes if n["message"] == text], (name, notes)
 
 
 # ---------------------------------------------------------------------- music sync
@@ -186,14 +186,14 @@ def test_music_sync_and_late_join_music_state_cross_nodes(
     ack = puppet.emit("a", "music-sync", {"action": "play", "songId": "song-7",
                                           "currentTime": 12, "room": room}, ack=True)
     assert ack["success"] is True, ack
-    [[sync]] = puppet.wait("b", "music-sync", timeout_ms=8000)
+    [sync] = puppet.wait_payloads("b", "music-sync", timeout_ms=8000)
     assert (sync["action"], sync["songId"], sync["currentTime"], sync["userId"]) == \
         ("play", "song-7", 12, a)
     # A late joiner on the other node gets the room's state.
     puppet.connect_to(fleet.node(2).url, "c", c)
     ack = puppet.emit("c", "join-room", {"room": room}, ack=True)
     assert ack["success"] is True, ack
-    [[state]] = puppet.wait("c", "music-state", timeout_ms=8000)
+    [state] = puppet.wait_payloads("c", "music-state", timeout_ms=8000)
     assert state["room"] == room and state["songId"] == "song-7" and state["playing"] is True
     assert state["currentTime"] >= 12
     # Without a room: the sender's other devices, here on the other node.
@@ -201,7 +201,7 @@ def test_music_sync_and_late_join_music_state_cross_nodes(
     ack = puppet.emit("a", "music-sync", {"action": "pause", "songId": "song-7",
                                           "currentTime": 30}, ack=True)
     assert ack["success"] is True, ack
-    [[mine]] = puppet.wait("a2", "music-sync", timeout_ms=8000)
+    [mine] = puppet.wait_payloads("a2", "music-sync", timeout_ms=8000)
     assert mine["action"] == "pause" and mine["userId"] == a
 
 
@@ -216,7 +216,7 @@ def test_presence_across_nodes_offline_only_after_the_last_device(
     assert status == 200 and body["success"] is True, body
     puppet.connect_to(fleet.node(2).url, "b", b)
     puppet.connect_to(fleet.node(1).url, "a1", a)
-    [[came]] = puppet.wait("b", "user-online", timeout_ms=8000)
+    [came] = puppet.wait_payloads("b", "user-online", timeout_ms=8000)
     assert came == {"userId": a}
     puppet.connect_to(fleet.node(2).url, "a2", a)  # A's second device, on the other node
     assert online(fleet, 1, a) and online(fleet, 2, a)
@@ -228,7 +228,7 @@ def test_presence_across_nodes_offline_only_after_the_last_device(
     assert len(puppet.payloads("b", "user-online")) == 1, "A never went offline"
 
     puppet.disconnect("a2")
-    [[gone]] = puppet.wait("b", "user-offline", timeout_ms=8000)
+    [gone] = puppet.wait_payloads("b", "user-offline", timeout_ms=8000)
     assert gone == {"userId": a}
     for index in (1, 2):
         wait_until(lambda i=index: not online(fleet, i, a), 5, f"node{index}: A offline")
@@ -236,7 +236,7 @@ def test_presence_across_nodes_offline_only_after_the_last_device(
     # A follower connecting later is told who is online, whichever node A is on.
     puppet.connect_to(fleet.node(1).url, "a3", a)
     puppet.connect_to(fleet.node(2).url, "b2", b)
-    [[told]] = puppet.wait("b2", "user-online", timeout_ms=8000)
+    [told] = puppet.wait_payloads("b2", "user-online", timeout_ms=8000)
     assert told == {"userId": a}
 
 
@@ -259,11 +259,11 @@ def test_basic_flow_through_the_balancer(
         target = users[(i + 1) % len(users)]
         acks[target] = send(puppet, name, target, f"ring {i}")
     for i, name in enumerate(names):
-        [[message]] = puppet.wait(name, "private-message", timeout_ms=8000)
+        [message] = puppet.wait_payloads(name, "private-message", timeout_ms=8000)
         assert message["id"] == acks[users[i]]["id"], name
         assert message["senderId"] == users[i - 1]
     status, body = fleet.node(1).http("GET", "/stats")
-    per_node = {entry["node"]: entry["sockets"] for entry in body["nodes"]}
+    per_node = sockets_per_node(body)
     assert per_node.get("node1", 0) > 0 and per_node.get("node2", 0) > 0, \
         f"the balancer put every client on one node: {body}"
 
@@ -271,7 +271,7 @@ def test_basic_flow_through_the_balancer(
         "userIds": users, "type": "info", "message": "through haproxy"})
     assert status == 200, body
     for name in names:
-        [[note]] = puppet.wait(name, "notification", timeout_ms=8000)
+        [note] = puppet.wait_payloads(name, "notification", timeout_ms=8000)
         assert note["message"] == "through haproxy"
     # Several polling round trips later the sessions are still alive (no "Session ID unknown").
     time.sleep(SETTLE)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .fleet import Fleet, FleetPuppet, running_fleet, unique, wait_until
+from .fleet import Fleet, FleetPuppet, running_fleet, sockets_per_node, unique, wait_until
 
 SETTLE = 1.5
 
@@ -20,7 +20,7 @@ SETTLE = 1.5
 def socket_counts(fleet: Fleet, index: int) -> dict[str, int]:
     status, body = fleet.node(index).http("GET", "/stats")
     assert status == 200, body
-    return {entry["node"]: entry["sockets"] for entry in body["nodes"]}
+    return sockets_per_node(body)
 
 
 def send(puppet: FleetPuppet, name: str, target: str, text: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from collections import Counter
 
 from .fleet import running_fleet, unique, wait_until
 
-COUNT = 120  # per stream
+COUNT = 150  # per stream: long enough to span both restarts
 INTERVAL_MS = 60
 
 
@@ -37,10 +37,12 @@ def test_rolling_restart_loses_nothing_and_duplicates_nothing() -> None:
             puppet.start_stream(sender, stream, users[receiver], COUNT, intervalMs=INTERVAL_MS,
                                 ackTimeoutMs=3000, retries=8)
         time.sleep(1.0)
+        restart_began = time.time() * 1000
         exits = {}
         for index in (1, 2):
             exits[index] = fleet.restart_node(index, timeout=15)
             time.sleep(0.5)
+        restart_ended = time.time() * 1000
 
         for index, (code, _) in exits.items():
             assert code == 0, f"node{index} did not exit cleanly on SIGTERM: {code}"
@@ -51,6 +53,11 @@ def test_rolling_restart_loses_nothing_and_duplicates_nothing() -> None:
             failed = [r for r in rows if not (r.get("ack") or {}).get("success")]
             assert not failed, f"{sender}: messages never acked with success: {failed[:5]}"
             assert len(rows) == COUNT
+            # The stream really ran across both restarts (else COUNT is too small).
+            assert rows[0]["at"] < restart_began and rows[-1]["at"] > restart_ended, \
+                f"{sender}: the stream did not span the restarts"
+            retried = [r["text"] for r in rows if r["attempts"] > 1]
+            print(f"{sender}: {len(retried)} messages needed a retry: {retried}")
 
         for sender, (receiver, stream) in streams.items():
             acked_ids = [r["ack"]["id"] for r in results[sender]]
