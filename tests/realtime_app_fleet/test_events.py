@@ -1,6 +1,7 @@
 """Every event of the gateway's contract crosses nodes (issue 10, "How it is proven", first item).
 
-Two nodes share a private Redis; HAProxy is in front. Users are pinned to a node by
+Two nodes share a private Redis (each test runs with SOCKET_ADAPTER redis-streams, redis
+and redis-sharded); HAProxy is in front. Users are pinned to a node by
 connecting to its port directly (A to node 1, B to node 2), or go through the balancer
 (polling clients kept on one node by the SERVERID cookie, WebSocket clients). The clients
 are the real npm ``socket.io-client`` 4.8.4, driven through ``tests/interop/gateway_client.mjs``.
@@ -10,13 +11,21 @@ are the real npm ``socket.io-client`` 4.8.4, driven through ``tests/interop/gate
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from .fleet import Fleet, FleetPuppet, sockets_per_node, unique, wait_until
+from .fleet import Fleet, FleetPuppet, running_fleet, sockets_per_node, unique, wait_until
 
 SETTLE = 1.0  # seconds given to an event that must NOT arrive (or to an ack in flight)
+
+
+@pytest.fixture(scope="module", params=["redis-streams", "redis", "redis-sharded"])
+def fleet(request: pytest.FixtureRequest) -> Iterator[Fleet]:
+    """Every SOCKET_ADAPTER that makes a fleet (the module's tests run once per adapter)."""
+    with running_fleet(nodes=2, env={"SOCKET_ADAPTER": request.param}) as running:
+        yield running
 
 
 def stats(fleet: Fleet, index: int) -> dict[str, Any]:
