@@ -1,6 +1,6 @@
 // The gateway's page through HAProxy in front of a gateway fleet (tests/realtime_app_fleet).
 //
-//   node gateway_browser_fleet.mjs <balancerUrl> <apiKey> <tokensJson> [timeoutMs]
+//   node gateway_browser_fleet.mjs <balancerUrl> <apiKey> <tokensJson> [timeoutMs] [killPid]
 //
 // tokensJson: {"alice": {"token": "...", "node": "node1"}, "bob": {...}}. The fleet runs with
 // a shared JWT_SECRET (no development mode), so the page asks for a token: each user opens
@@ -8,11 +8,14 @@
 // Each browser context carries HAProxy's cookie SERVERID=<node> before the first request, so
 // alice's page lands on one node and bob's on the other. Alice sends bob a private message;
 // the service API (through the balancer) notifies bob; /stats says where the sockets are.
+// With killPid (the pid of alice's node): that node is killed (SIGKILL), bob sends alice a
+// message at once, and alice's page, reconnected through the balancer to the other node,
+// shows it once.
 // Prints one JSON line: {"ok": true, ...observations} (exit 0) or {"ok": false, "error"}.
 
 import { finish, launchChromium, loopbackContext, observed, startWatchdog } from "./browser_run.mjs";
 
-const [url, apiKey, rawTokens, rawTimeout] = process.argv.slice(2);
+const [url, apiKey, rawTokens, rawTimeout, rawKillPid] = process.argv.slice(2);
 const TIMEOUT = Math.min(Number(rawTimeout) || 45000, 80000);
 const STEP = 10000;
 const users = JSON.parse(rawTokens);
@@ -92,6 +95,27 @@ async function main() {
   await note.waitFor({ state: "visible" });
   observed.bobNotification = (await note.innerText()).replace(/\s+/g, " ").trim();
   step("notification shown");
+
+  if (rawKillPid) {
+    process.kill(Number(rawKillPid), "SIGKILL");
+    step("alice's node killed");
+    const text2 = `while alice moves ${Date.now()}`;
+    await bob.page.getByTestId("pm-target").fill(users.alice.id);
+    await bob.page.getByTestId("pm-text").fill(text2);
+    await bob.page.getByTestId("pm-send").click();
+    const moved = alice.page.getByTestId("message").filter({ hasText: text2 });
+    await moved.waitFor({ state: "visible", timeout: STEP * 2 });
+    await alice.page.locator('[data-testid="status"].connected').waitFor({ state: "visible" });
+    await alice.page.waitForTimeout(1000); // a second copy would be shown by now
+    observed.text2 = text2;
+    observed.aliceMovedMessages = await moved.count();
+    observed.aliceStatusAfter = (await alice.page.getByTestId("status").innerText())
+      .replace(/\s+/g, " ").trim();
+    observed.aliceCookiesAfter = (await alice.page.context().cookies())
+      .map((c) => `${c.name}=${c.value}`);
+    observed.statsAfter = await api("GET", "/stats");
+    step("message shown after the move");
+  }
   finish({ ok: true }, 0);
 }
 

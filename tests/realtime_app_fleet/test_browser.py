@@ -3,7 +3,9 @@
 The fleet has a shared JWT_SECRET (no development mode): the page asks for a token, the
 test gives each user one. Each browser context starts with HAProxy's cookie SERVERID=node1
 (alice) or node2 (bob), so alice's private message and the service API's notification
-cross nodes to reach bob's page. ``tests/interop/gateway_browser_fleet.mjs`` drives it.
+cross nodes to reach bob's page. Then alice's node is killed (SIGKILL) and bob sends her a
+message: her page reconnects through the balancer and shows it once.
+``tests/interop/gateway_browser_fleet.mjs`` drives it.
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ def test_page_through_the_balancer_message_between_nodes() -> None:
     tokens = {"alice": {"id": alice, "token": mint_token(alice, "Alice"), "node": "node1"},
               "bob": {"id": bob, "token": mint_token(bob, "Bob"), "node": "node2"}}
     with running_fleet(env={"WEB_DIR": str(WEB_DIR)}) as fleet:
+        assert fleet.node(1).proc is not None
         proc = subprocess.run(
-            [node, str(SCRIPT), fleet.url, API_KEY, json.dumps(tokens), "50000"],
+            [node, str(SCRIPT), fleet.url, API_KEY, json.dumps(tokens), "50000",
+             str(fleet.node(1).proc.pid)],
             cwd=INTEROP_DIR, capture_output=True, text=True, timeout=65,
         )
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -59,10 +63,16 @@ def test_page_through_the_balancer_message_between_nodes() -> None:
     per_node = sockets_per_node(stats)
     assert per_node == {"node1": 1, "node2": 1}, stats
     assert stats["connectedClients"] == 2, stats
-    assert result["text"] in result["bobMessage"] and result["bobMessage"].startswith(alice)
+    assert result["text"] in result["bobMessage"] and result["bobMessage"].startswith("Alice")
     assert result["notify"]["status"] == 200, result["notify"]
     assert "hello through the balancer" in result["bobNotification"]
     assert result["pageErrors"] == [] and result["requests"] == []
     # The page logs the refused development token request (404) as a console error; nothing else.
     others = [e for e in result["consoleErrors"] if "404" not in e]
     assert others == [], result["consoleErrors"]
+
+    # Alice's node was killed: her page reconnected through the balancer, to node 2, and
+    # shows bob's message sent meanwhile, once.
+    assert result["aliceMovedMessages"] == 1, result
+    assert result["aliceStatusAfter"].startswith("Connected as"), result["aliceStatusAfter"]
+    assert sockets_per_node(result["statsAfter"]["body"]) == {"node2": 2}, result["statsAfter"]
