@@ -328,6 +328,7 @@ async def test_serves_the_ui_files(server: Server, tmp_path: Path) -> None:
     assert (status, body) == (200, b"console.log(1)")
     assert headers["content-type"].startswith("text/javascript")
     for bad in ("/admin/../secret.txt", "/admin/%2e%2e/secret.txt", "/admin/js/../../secret.txt",
+                "/admin//etc/passwd", "/admin/%2Fetc%2Fpasswd", "/admin/x%00.js",
                 "/admin/nothing.js", "/admin/js"):
         assert (await http_get(server, bad))[0] == 404, bad
     assert (await http_get(server, "/admin/", "POST"))[0] == 405
