@@ -619,6 +619,29 @@ class EngineServer:
             raise RuntimeError("server is not listening")
         return int(self._server.sockets[0].getsockname()[1])
 
+    async def drain(self, timeout: float) -> bool:
+        """First half of a graceful stop: take no new work, let the work in flight finish.
+
+        Closes the listening socket, refuses new sessions, stops reading from every peer
+        (no new packets reach the layers above), then waits up to ``timeout`` seconds
+        for the tasks in flight (handlers, HTTP handlers). Sessions stay open, so answers
+        still reach their peers; ``stop()`` closes them. True if every task finished.
+        """
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for session in list(self.sessions.values()):
+            session.hold_reading()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # A finishing task may start another (an answer's follow-up): wait for those too.
+        while self._tasks:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await asyncio.wait(list(self._tasks), timeout=remaining)
+        return True
+
     async def stop(self, reason: str = "server shutting down", timeout: float = 5.0) -> None:
         """Stop accepting, close every session (peers get a close), close connections."""
         self._closing = True

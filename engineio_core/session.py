@@ -173,6 +173,7 @@ class Session:
         "data",
         "on_close",
         "on_message",
+        "reading_held",
         "reading_paused",
         "request",
         "sid",
@@ -210,6 +211,8 @@ class Session:
         self.close_reason: str | None = None
         #: True while the layer above asked for no more packets (see ``pause_reading``).
         self.reading_paused = False
+        #: True once the server stopped reading for good (draining, see ``hold_reading``).
+        self.reading_held = False
         #: Free slot for the layer above (Socket.IO keeps its client object here).
         self.data: Any = None
         self.on_message: MessageCallback | None = None
@@ -366,8 +369,17 @@ class Session:
             self.reading_paused = True
             self.transport.pause_reading()
 
+    def hold_reading(self) -> None:
+        """Stop taking packets from the peer until the session closes (the server drains).
+
+        Like ``pause_reading``, but ``resume_reading`` no longer undoes it: the layer
+        above resumes when its handlers finish, which must not reopen a draining session.
+        """
+        self.reading_held = True
+        self.pause_reading()
+
     def resume_reading(self) -> None:
-        if self.reading_paused:
+        if self.reading_paused and not self.reading_held:
             self.reading_paused = False
             self.transport.resume_reading()
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import socket as socket_module
+from typing import Any
 
 from engineio_core import CorsOptions
-from socketio_core import Server
+from socketio_core import InMemoryAdapter, RecoveryOptions, Server
 
 from .auth import Authenticator
 from .config import Config
@@ -17,6 +21,35 @@ from .store import MemoryStore, RedisStore, Store
 logger = logging.getLogger(__name__)
 
 __all__ = ["Gateway", "GatewayApp"]
+
+#: Adapters that carry connection state recovery from one node to another.
+RECOVERS_ACROSS_NODES = ("memory", "redis-streams")
+
+
+def make_adapter(config: Config) -> tuple[Any, Any]:
+    """(adapter factory for the Socket.IO server, its Redis client or None).
+
+    Every Redis name the adapter uses starts with REDIS_PREFIX, so that several fleets
+    (or test runs) can share one Redis.
+    """
+    if config.socket_adapter == "memory":
+        return InMemoryAdapter, None
+    import redis.asyncio as aioredis
+
+    assert config.redis_url is not None  # load_config refuses a Redis adapter without it
+    client = aioredis.Redis.from_url(config.redis_url, socket_connect_timeout=2.0,
+                                     socket_keepalive=True, health_check_interval=10)
+    key = f"{config.redis_prefix}socket.io"
+    if config.socket_adapter == "redis-streams":
+        from socketio_core.redis_streams_adapter import create_adapter as create_streams
+
+        return create_streams(client, stream_name=key, channel_prefix=key,
+                              session_key_prefix=f"{config.redis_prefix}sio:session:"), client
+    from socketio_core.redis_adapter import create_adapter, create_sharded_adapter
+
+    if config.socket_adapter == "redis-sharded":
+        return create_sharded_adapter(client, channel_prefix=key), client
+    return create_adapter(client, key=key), client
 
 
 class GatewayApp:
@@ -31,6 +64,9 @@ class GatewayApp:
         self.store = store
         self.auth = Authenticator(config)
         self.metrics = Metrics()
+        self.adapter, self._adapter_redis = make_adapter(config)
+        recovery = (RecoveryOptions(max_disconnection_duration=config.connection_recovery)
+                    if config.connection_recovery > 0 else None)
         self.io = Server(
             cors=CorsOptions(origin=list(config.frontend_urls), credentials=True,
                              methods=("GET", "POST")),
@@ -38,23 +74,58 @@ class GatewayApp:
             ping_timeout=config.ping_timeout,
             upgrade_timeout=config.upgrade_timeout,
             max_http_buffer_size=config.max_http_buffer_size,
+            adapter=self.adapter,
+            connection_state_recovery=recovery,
         )
         self.gateway = Gateway(config, self.io, store, self.auth, self.metrics)
         self.api = HttpApi(config, self.gateway, self.auth)
+        self.api.not_ready = self._not_ready
         self.io.engine.http_handler = self.api.handle
+        #: Set when a graceful stop began: /readyz fails, so a balancer sends no one here.
+        self.stopping = False
+
+    def _not_ready(self) -> str | None:
+        if self.stopping:
+            return "shutting down"
+        healthy = getattr(self.adapter, "healthy", None)
+        if healthy is not None and not healthy:
+            return "adapter not subscribed to Redis"
+        return None
 
     async def start(self) -> None:
         if self.config.redis_url and not await self.store.ping():
             logger.warning("Redis at %s is not reachable yet; handlers will report errors "
-                           "until it is", self.config.redis_url)
+                           "until it is", _redacted(self.config.redis_url))
         await self.io.start(self.config.host, self.config.port)
+        if not self.gateway.node_id:
+            self.gateway.node_id = f"{socket_module.gethostname()}:{self.port}"
+        self.metrics.node = self.gateway.node_id
+        if self._adapter_redis is not None:
+            try:
+                await self.adapter.ready()
+            except ConnectionError as exc:
+                # It keeps retrying with backoff; /readyz says 503 until it is subscribed.
+                logger.warning("Socket.IO adapter not connected to Redis yet (%s): broadcasts "
+                               "stay on this node until it is", exc)
         self.gateway.start()
-        logger.info("gateway listening on http://%s:%d (%s store%s)", self.config.host,
-                    self.port, "redis" if self.config.redis_url else "memory",
-                    ", development mode" if self.config.dev_mode else "")
-        if self.config.dev_mode:
+        self._log_started()
+
+    def _log_started(self) -> None:
+        config = self.config
+        recovery = (f"recovery {config.connection_recovery:g} s"
+                    if config.connection_recovery > 0 else "recovery off")
+        logger.info("gateway %s listening on http://%s:%d (%s store, %s adapter, %s%s)",
+                    self.gateway.node_id, config.host, self.port,
+                    "redis" if config.redis_url else "memory", config.socket_adapter, recovery,
+                    ", development mode" if config.dev_mode else "")
+        if config.connection_recovery > 0 and config.socket_adapter not in RECOVERS_ACROSS_NODES:
+            logger.warning(
+                "SOCKET_ADAPTER=%s cannot recover a session on another node: a client recovers "
+                "only if it comes back to this one. Use redis-streams for recovery across "
+                "nodes", config.socket_adapter)
+        if config.dev_mode:
             # How to get a token, not the generated secret: the logs may be read by others.
-            host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
+            host = config.host if ":" not in config.host else f"[{config.host}]"
             logger.warning(
                 "development mode (DEV_MODE=1): tokens are signed with a secret generated for "
                 "this process and any local client can get one for any user: curl -s -X POST "
@@ -66,8 +137,46 @@ class GatewayApp:
     def port(self) -> int:
         return self.io.port
 
-    async def stop(self) -> None:
+    async def shutdown(self) -> None:
+        """Graceful stop (SIGTERM): see README, "Stopping a node".
+
+        /readyz fails at once; the node stops accepting and reading, lets the handlers in
+        flight finish and answer, then closes every connection as a transport close:
+        clients reconnect by themselves (to another node) and recover their session.
+        Stored messages are in the store; nothing is dropped. Bounded by
+        SHUTDOWN_TIMEOUT_MS.
+        """
+        self.stopping = True
+        timeout = self.config.shutdown_timeout
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        logger.info("stopping: %d sockets, waiting up to %g s for handlers in flight",
+                    len(self.io.sockets.sockets), timeout)
+        # Most of the time for handlers; the rest for closing and the last writes.
+        finished = await self.io.engine.drain(timeout * 0.8)
+        if not finished:
+            logger.warning("stopping: handlers still running after %g s are cancelled",
+                           timeout * 0.8)
+        await self.stop(remaining=max(0.5, timeout - (loop.time() - started)))
+
+    async def stop(self, remaining: float = 5.0) -> None:
+        self.stopping = True
         self.metrics.refusals.flush()  # the last interval's refusals are not lost
         await self.gateway.stop()
-        await self.io.stop()
+        await self.io.stop()  # waits (bounded) for the disconnect tasks
+        if self._adapter_redis is not None:
+            # Its last writes (the sessions kept for recovery) get what is left of the time.
+            await self.adapter.aclose(flush_timeout=remaining)
+            with contextlib.suppress(Exception):
+                await self._adapter_redis.aclose()
         await self.store.close()
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user = credentials.partition(":")[0]
+    return f"{scheme}{sep}{user}:***@{host}" if ":" in credentials else url

@@ -8,11 +8,13 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 __all__ = ["Config", "ConfigError", "load_config"]
 
 DEFAULT_RATE_LIMITS = {"private-message": 30, "music-sync": 60, "join-room": 10, "default": 100}
+#: SOCKET_ADAPTER values: how the nodes of a fleet share broadcasts (see README, Many nodes).
+SOCKET_ADAPTERS = ("memory", "redis", "redis-sharded", "redis-streams")
 JWT_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384",
                   "ES512", "PS256", "PS384", "PS512", "EdDSA")
 
@@ -35,9 +37,10 @@ class Config:
     api_key: str | None = None
     redis_url: str | None = None
     redis_prefix: str = "rt:"
-    #: Seconds (the environment and flags take milliseconds, like Node's options).
+    #: Seconds (the environment and flags take milliseconds, like Node's options). The
+    #: seed's values: a client is declared gone after 85 s of silence.
     ping_interval: float = 25.0
-    ping_timeout: float = 20.0
+    ping_timeout: float = 60.0
     upgrade_timeout: float = 10.0
     max_http_buffer_size: int = 1_000_000
     log_level: str = "INFO"
@@ -67,6 +70,17 @@ class Config:
     #: client's ack of the last one.
     inbox_page_size: int = 50
     redis_pool_size: int = 50
+    # --- fleet (issue 10)
+    #: memory, redis, redis-sharded or redis-streams (see SOCKET_ADAPTERS).
+    socket_adapter: str = "memory"
+    #: Seconds a disconnected client's session is kept for connection state recovery
+    #: (0: recovery off).
+    connection_recovery: float = 120.0
+    #: Seconds SIGTERM waits for in-flight work before exiting.
+    shutdown_timeout: float = 10.0
+    #: This process's name in logs, metrics and /healthz ("" until the port is known:
+    #: then hostname:port).
+    node_id: str = ""
 
     def rate_limit(self, event: str) -> int:
         return self.rate_limits.get(event, self.rate_limits["default"])
@@ -90,9 +104,12 @@ _SETTINGS: list[tuple[str, str, str]] = [
     ("--jwt-issuer", "JWT_ISSUER", "required iss claim"),
     ("--api-key", "API_KEY", "bearer key of the service HTTP API"),
     ("--redis-url", "REDIS_URL", "redis://... to share state between gateway processes"),
+    ("--redis-host", "REDIS_HOST", "Redis host, used when REDIS_URL is unset"),
+    ("--redis-port", "REDIS_PORT", "Redis port with REDIS_HOST (default 6379)"),
+    ("--redis-password", "REDIS_PASSWORD", "Redis password with REDIS_HOST"),
     ("--redis-prefix", "REDIS_PREFIX", "prefix of every Redis key (default rt:)"),
     ("--ping-interval", "PING_INTERVAL", "ms (default 25000)"),
-    ("--ping-timeout", "PING_TIMEOUT", "ms (default 20000)"),
+    ("--ping-timeout", "PING_TIMEOUT", "ms (default 60000)"),
     ("--upgrade-timeout", "UPGRADE_TIMEOUT", "ms (default 10000)"),
     ("--max-http-buffer-size", "MAX_HTTP_BUFFER_SIZE", "bytes (default 1000000)"),
     ("--log-level", "LOG_LEVEL", "DEBUG, INFO, WARNING, ERROR"),
@@ -120,6 +137,15 @@ _SETTINGS: list[tuple[str, str, str]] = [
      "seconds an undelivered message is kept (default 604800, 7 days)"),
     ("--inbox-page-size", "INBOX_PAGE_SIZE", "stored messages replayed per ack (default 50)"),
     ("--redis-pool-size", "REDIS_POOL_SIZE", "Redis connections per process (default 50)"),
+    # --- fleet (issue 10)
+    ("--socket-adapter", "SOCKET_ADAPTER",
+     "how nodes share broadcasts: memory, redis, redis-sharded, redis-streams (default "
+     "redis-streams with Redis, memory without)"),
+    ("--connection-recovery-ms", "CONNECTION_RECOVERY_MS",
+     "how long a dropped client can come back with its session, 0 = off (default 120000)"),
+    ("--shutdown-timeout-ms", "SHUTDOWN_TIMEOUT_MS",
+     "SIGTERM: time to finish in-flight work before exiting (default 10000)"),
+    ("--node-id", "NODE_ID", "this node's name in logs, metrics, /healthz (default host:port)"),
 ]
 
 #: Flags that take no value: given means "1".
@@ -163,6 +189,15 @@ def _bool(name: str, value: str) -> bool:
 
 def _list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _redis_url_from_parts(host: str, port: str | None, password: str | None) -> str:
+    """The seed's REDIS_HOST / REDIS_PORT / REDIS_PASSWORD as one URL."""
+    number = _int("REDIS_PORT", port, 1, 65535) if port is not None else 6379
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{host}:{number}"
 
 
 def _is_loopback_host(host: str) -> bool:
@@ -288,6 +323,8 @@ def load_config(
         except ValueError:
             raise ConfigError(f"REDIS_URL has an invalid port: {v!r}") from None
         values["redis_url"] = v
+    elif (v := given("REDIS_HOST")) is not None:
+        values["redis_url"] = _redis_url_from_parts(v, given("REDIS_PORT"), given("REDIS_PASSWORD"))
     if (v := given("REDIS_PREFIX")) is not None:
         values["redis_prefix"] = v
     for key, name in (("PING_INTERVAL", "ping_interval"), ("PING_TIMEOUT", "ping_timeout"),
@@ -348,6 +385,24 @@ def load_config(
         values["inbox_page_size"] = _int("INBOX_PAGE_SIZE", v, 1, 1000)
     if (v := given("REDIS_POOL_SIZE")) is not None:
         values["redis_pool_size"] = _int("REDIS_POOL_SIZE", v, 1, 10_000)
+    # --- fleet (issue 10)
+    if (v := given("SOCKET_ADAPTER")) is not None:
+        if v not in SOCKET_ADAPTERS:
+            raise ConfigError(f"SOCKET_ADAPTER must be one of {', '.join(SOCKET_ADAPTERS)}, "
+                              f"got {v!r}")
+        if v != "memory" and "redis_url" not in values:
+            raise ConfigError(f"SOCKET_ADAPTER={v} needs Redis: set REDIS_URL (or REDIS_HOST)")
+        values["socket_adapter"] = v
+    elif "redis_url" in values:
+        values["socket_adapter"] = "redis-streams"
+    if (v := given("CONNECTION_RECOVERY_MS")) is not None:
+        values["connection_recovery"] = _int("CONNECTION_RECOVERY_MS", v, 0, 86_400_000) / 1000
+    if (v := given("SHUTDOWN_TIMEOUT_MS")) is not None:
+        values["shutdown_timeout"] = _int("SHUTDOWN_TIMEOUT_MS", v, 0, 3_600_000) / 1000
+    if (v := given("NODE_ID")) is not None:
+        if len(v) > 128 or not v.isprintable():
+            raise ConfigError("NODE_ID must be at most 128 printable characters")
+        values["node_id"] = v
     # Last, so that a wrong value of any other variable is reported by name first.
     _check_auth_mode(values)
     return Config(**values)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from socketio_core import ConnectRefused, Server, Socket
+from socketio_core import AckTimeoutError, ConnectRefused, Server, Socket
 
 from .auth import MAX_TOKEN_LENGTH, Authenticator, AuthError, extract_token
 from .config import Config
@@ -42,8 +42,12 @@ CLIENT_MESSAGE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CLIENT_MESSAGE_ID_TTL = 3600.0
 #: Local rate-limit buckets kept per process (least recently used evicted beyond).
 RATE_BUCKETS = 50_000
-#: Per-socket state in ``socket.data``.
-STATE = "_gateway"
+#: Server-side events between the nodes of a fleet (never sent to clients).
+DELIVER_EVENT = "gateway:deliver"
+NODE_STATS_EVENT = "gateway:node-stats"
+COUNT_EVENT = "gateway:count-sockets"
+#: Users announced offline per maintenance round after their node died.
+OFFLINE_SWEEP_LIMIT = 1000
 
 
 class Refusal(Exception):
@@ -114,10 +118,12 @@ class _SocketState:
     them, and all of them when the replay is over, so ``live`` never outgrows the inbox.
     """
 
-    __slots__ = ("awaiting", "connect_task", "cursor", "live", "reading", "replayed")
+    __slots__ = ("awaiting", "connect_task", "cursor", "expiry_timer", "live", "reading",
+                 "replayed")
 
     def __init__(self) -> None:
         self.connect_task: asyncio.Task[None] | None = None
+        self.expiry_timer: asyncio.TimerHandle | None = None
         self.cursor = 0
         self.replayed = False  # the replay reached the end of the inbox (or gave up)
         self.live: dict[str, int] = {}
@@ -181,6 +187,11 @@ class Gateway:
         self.auth = auth
         self.metrics = metrics
         self._maintenance: asyncio.Task[None] | None = None
+        #: This node's name in a fleet (logs, metrics, /healthz); set by the app.
+        self.node_id = config.node_id
+        #: The gateway's bookkeeping per connected socket. Not in ``socket.data``: that
+        #: is saved to Redis for connection state recovery and must stay plain data.
+        self._states: dict[Socket, _SocketState] = {}
         self._warned_minute: dict[str, int] = {}
         self._buckets = LocalRateLimiter()
         self.inbox_policy = InboxPolicy(config.max_stored_messages,
@@ -188,7 +199,11 @@ class Gateway:
                                         config.stored_message_ttl)
         io.use(self._authenticate)
         io.on("connection", self._on_connection)
-        metrics.gauge("realtime_connected_sockets", "Sockets connected to this process",
+        # What the other nodes of a fleet ask this one (server-side events, see README).
+        io.on(DELIVER_EVENT, self._deliver_local)
+        io.on(NODE_STATS_EVENT, self._node_stats)
+        io.on(COUNT_EVENT, self._count_local)
+        metrics.gauge("realtime_connected_sockets", "Sockets connected to this node",
                       lambda: len(io.sockets.sockets))
 
     # ------------------------------------------------------------------ lifecycle
@@ -209,10 +224,19 @@ class Gateway:
             pairs = [(s.data["userId"], s.id) for s in list(self.io.sockets.sockets.values())]
             try:
                 await self.store.refresh_connections(pairs, self.config.presence_ttl)
+                await self._announce_vanished_users()
                 await self._detect_anomalies()
             except StoreUnavailable as exc:
                 self.metrics.inc("realtime_store_errors_total")
                 logger.warning("store unavailable during maintenance: %s", exc)
+
+    async def _announce_vanished_users(self) -> None:
+        """Users whose sockets were all on a node that died (no disconnect was seen):
+        their presence expired; tell their followers they are offline, once."""
+        for user_id in await self.store.pop_offline_users(OFFLINE_SWEEP_LIMIT):
+            logger.info("%s is offline: presence expired (its node stopped refreshing it)",
+                        user_id)
+            await self._notify_followers(user_id, "user-offline")
 
     async def _detect_anomalies(self) -> None:
         stats = await self.store.minute_stats()
@@ -254,13 +278,15 @@ class Gateway:
 
     def _on_connection(self, socket: Socket) -> None:
         user_id: str = socket.data["userId"]
-        state = socket.data[STATE] = _SocketState()
+        state = self._states[socket] = _SocketState()
         socket.join(user_room(user_id))
         self._arm_token_expiry(socket, socket.data.get("tokenExpiresAt"))
         socket.on("disconnect", lambda reason: self._disarm_token_expiry(socket))
         self.metrics.inc("realtime_connections_total")
+        if socket.recovered:
+            self.metrics.inc("realtime_recovered_connections_total")
         socket.emit("connected", {"message": "Connected successfully", "userId": user_id,
-                                  "socketId": socket.id})
+                                  "socketId": socket.id, "recovered": socket.recovered})
         if self.config.debug_events:
             socket.on_any(lambda event, *args: logger.info(
                 "event in  %s %s %s %r", user_id, socket.id, event, args))
@@ -315,11 +341,16 @@ class Gateway:
     async def _after_disconnect(self, socket: Socket, reason: str) -> None:
         user_id: str = socket.data["userId"]
         self.metrics.inc("realtime_disconnections_total", reason=reason)
-        state: _SocketState | None = socket.data.get(STATE)
+        state = self._states.pop(socket, None)
         if state is not None and state.connect_task is not None:
             # Presence is added by the connect task: removing before it ran would leave a
             # ghost online user behind (a quick connect + disconnect).
             await asyncio.wait([state.connect_task])
+        if reason == "server shutting down":
+            # This node stops; the client reconnects to another one at once. Its presence
+            # entry stays until it expires (presence TTL) or the recovered socket takes it
+            # over: followers see no offline/online flap for a restart of the fleet.
+            return
         try:
             await self._record_minute({"disconnect": 1}, None)
             if await self.store.remove_connection(user_id, socket.id):
@@ -350,7 +381,8 @@ class Gateway:
         self.broadcast(rooms, kind, {"userId": user_id})
 
     def broadcast(self, rooms: list[str] | None, event: str, payload: dict[str, Any]) -> int:
-        """Emit to these rooms (everyone if None), encoded once; returns local deliveries."""
+        """Emit to these rooms (everyone if None) on every node, encoded once; returns the
+        deliveries on this node."""
         adapter = self.io.sockets.adapter
         if rooms is None:
             count = len(self.io.sockets.sockets)
@@ -466,20 +498,28 @@ class Gateway:
         token, so a token accepted at connect is never cut before it is "expired".
         """
         self._disarm_token_expiry(socket)
-        if expires_at is None or not socket.connected:
+        state = self._states.get(socket)
+        if expires_at is None or state is None or not socket.connected:
             return  # gone while a refresh-token waited: its disconnect handler already ran
         loop = asyncio.get_running_loop()
         delay = max(0.0, expires_at + self.auth.leeway - time.time())
-        socket.data["_expiryTimer"] = loop.call_at(loop.time() + delay,
-                                                   self._token_expired, socket)
+        state.expiry_timer = loop.call_at(loop.time() + delay, self._token_expired, socket)
+
+    def expiry_timer(self, socket: Socket) -> asyncio.TimerHandle | None:
+        """The timer that disconnects this socket when its token expires (None: none)."""
+        state = self._states.get(socket)
+        return None if state is None else state.expiry_timer
 
     def _disarm_token_expiry(self, socket: Socket) -> None:
-        timer = socket.data.pop("_expiryTimer", None)
-        if timer is not None:
-            timer.cancel()
+        state = self._states.get(socket)
+        if state is not None and state.expiry_timer is not None:
+            state.expiry_timer.cancel()
+            state.expiry_timer = None
 
     def _token_expired(self, socket: Socket) -> None:
-        socket.data.pop("_expiryTimer", None)
+        state = self._states.get(socket)
+        if state is not None:
+            state.expiry_timer = None
         if not socket.connected:
             return
         self.metrics.inc("realtime_token_expirations_total")
@@ -591,7 +631,10 @@ class Gateway:
                           "INBOX_SENDER_LIMIT")
         # Stored: from here on the answer is success.
         self.metrics.inc("realtime_stored_messages_total")
-        await self._deliver(target, message, result.seq)
+        # This node's sockets of the target now; every other node's through the cluster
+        # adapter (with one node, or the memory adapter, that is a no-op).
+        self._deliver_local(target, message, result.seq)
+        self.io.server_side_emit(DELIVER_EVENT, target, message, result.seq)
         socket.emit("message-sent", {"id": message["id"], "targetUserId": target,
                                      "message": data["message"], "timestamp": timestamp})
 
@@ -600,14 +643,26 @@ class Gateway:
         return {"id": message["id"]}, lambda: self._record_minute(
             {"messages:private-message": 1}, sender)
 
-    async def _deliver(self, target: str, message: dict[str, Any], seq: int) -> None:
-        # Each device gets its own ack callback: the first device to ack deletes the
-        # stored copy. A target with no device online gets it on its next connection.
-        sockets = await self.io.in_(user_room(target)).fetch_sockets()
+    def _deliver_local(self, target: Any, message: Any, seq: Any) -> int:
+        """Send a stored private message to the target's sockets on this node.
+
+        Each device gets its own ack callback, answered to the node that holds it: the
+        first device to ack deletes the stored copy (the store is shared). A target with
+        no device online gets it on its next connection. Also the handler of
+        DELIVER_EVENT, which other nodes send after storing a message.
+        """
+        if not (isinstance(target, str) and isinstance(message, dict)
+                and isinstance(message.get("id"), str) and isinstance(seq, int)):
+            logger.warning("ignored a malformed %s from another node", DELIVER_EVENT)
+            return 0
+        sids = self.io.sockets.adapter.rooms.get(user_room(target))
+        if not sids:
+            return 0
         sent = 0
-        for socket in sockets:
-            state: _SocketState | None = socket.data.get(STATE)
-            if state is None or seq <= state.cursor:
+        for sid in list(sids):
+            socket = self.io.sockets.sockets.get(sid)
+            state = self._states.get(socket) if socket is not None else None
+            if socket is None or state is None or seq <= state.cursor:
                 continue  # the replay of stored messages has sent it already
             if not state.replayed:
                 if message["id"] in state.live:
@@ -622,10 +677,13 @@ class Gateway:
             self._send_stored(socket, target, message)
             sent += 1
         self.metrics.inc("realtime_broadcast_deliveries_total", sent)
+        return sent
 
     async def _replay(self, socket: Socket, user_id: str) -> None:
         """Send this socket the next page of its stored messages."""
-        state: _SocketState = socket.data[STATE]
+        state = self._states.get(socket)
+        if state is None:
+            return  # disconnected meanwhile
         page_size = self.config.inbox_page_size
         while not state.replayed and not state.reading and socket.connected:
             state.reading = True
@@ -667,7 +725,7 @@ class Gateway:
             # Not lost: it stays stored and is delivered again on the next connection.
             self.metrics.inc("realtime_store_errors_total")
             logger.warning("could not delete delivered message %s: %s", message_id, exc)
-        state: _SocketState | None = socket.data.get(STATE)
+        state = self._states.get(socket)
         if state is not None and state.awaiting == message_id:
             state.awaiting = None
             try:
@@ -724,20 +782,65 @@ class Gateway:
 
     # ------------------------------------------------------------------ service API
 
-    def notify(self, user_ids: list[str] | None, kind: str, message: str, data: Any) -> int:
+    async def notify(
+        self, user_ids: list[str] | None, kind: str, message: str, data: Any
+    ) -> tuple[int, bool]:
+        """Notify these users (everyone if None) on every node: (sockets reached in the
+        fleet, whether every node answered the count)."""
         payload: dict[str, Any] = {"type": kind, "message": message, "timestamp": iso_now()}
         if data is not None:
             payload["data"] = data
         rooms = None if user_ids is None else [user_room(u) for u in user_ids]
-        return self.broadcast(rooms, "notification", payload)
+        count = self.broadcast(rooms, "notification", payload)
+        answers, complete = await self._ask_nodes(COUNT_EVENT, rooms)
+        return count + sum(a for a in answers if isinstance(a, int)), complete
+
+    def _count_local(self, rooms: Any = None) -> int:
+        """COUNT_EVENT: this node's sockets in these rooms (all of them for None)."""
+        if rooms is None:
+            return len(self.io.sockets.sockets)
+        if not isinstance(rooms, list):
+            return 0
+        return len(self.io.sockets.adapter.sockets([r for r in rooms if isinstance(r, str)]))
+
+    def _node_stats(self) -> dict[str, Any]:
+        """NODE_STATS_EVENT: this node's numbers for the fleet-wide /stats."""
+        sockets = self.io.sockets.sockets
+        return {
+            "node": self.node_id,
+            "sockets": len(sockets),
+            # Rooms other than each socket's own (those are counted by "sockets"): user
+            # and named rooms can span nodes, /stats counts each name once.
+            "rooms": [room for room in self.io.sockets.adapter.rooms if room not in sockets],
+        }
+
+    async def _ask_nodes(self, event: str, *args: Any) -> tuple[list[Any], bool]:
+        """The answers of the other nodes (none without a cluster adapter); False if some
+        did not answer within the adapter's request timeout."""
+        try:
+            return await self.io.server_side_emit_with_ack(event, *args), True
+        except AckTimeoutError as exc:
+            logger.warning("%s: not every node answered in time", event)
+            return list(exc.responses), False
 
     async def stats(self) -> dict[str, Any]:
+        """Fleet-wide numbers: every node's sockets and rooms, presence from the store."""
         minute = await self.store.minute_stats()
+        answers, complete = await self._ask_nodes(NODE_STATS_EVENT)
+        nodes = [self._node_stats()] + [a for a in answers if isinstance(a, dict)]
+        rooms: set[str] = set()
+        for node in nodes:
+            rooms.update(r for r in node.get("rooms") or () if isinstance(r, str))
+        sockets = sum(n["sockets"] for n in nodes if isinstance(n.get("sockets"), int))
         return {
-            "connectedClients": len(self.io.sockets.sockets),
+            "connectedClients": sockets,
             "onlineUsers": len(await self.store.online_users()),
-            "rooms": len(self.io.sockets.adapter.rooms),
+            "rooms": sockets + len(rooms),
             **minute,
+            "node": self.node_id,
+            "nodes": [{"node": n.get("node"), "connectedClients": n.get("sockets")}
+                      for n in nodes],
+            "complete": complete,
             "timestamp": iso_now(),
         }
 

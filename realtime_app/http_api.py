@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import logging
@@ -103,6 +104,8 @@ class HttpApi:
         self.config = config
         self.gateway = gateway
         self.auth = auth
+        #: The app's check of what the store ping does not cover (adapter, shutdown).
+        self.not_ready: Callable[[], str | None] | None = None
         self.cors = CorsOptions(origin=list(config.frontend_urls), credentials=True,
                                 methods=("GET", "POST", "PUT", "DELETE"),
                                 allowed_headers=("Authorization", "Content-Type"), max_age=600)
@@ -219,12 +222,23 @@ class HttpApi:
     # ------------------------------------------------------------------ health
 
     async def healthz(self, request: Request, params: dict[str, str]) -> HttpResponse:
-        return json_response(200, {"status": "ok"})
+        """Liveness: the process answers (restart it if not)."""
+        return json_response(200, {"status": "ok", "node": self.gateway.node_id})
 
     async def readyz(self, request: Request, params: dict[str, str]) -> HttpResponse:
-        if await self.gateway.store.ping():
-            return json_response(200, {"status": "ready"})
-        return json_response(503, {"status": "unavailable", "error": "store unreachable"})
+        """Readiness: send this node new clients? Not while it stops, nor while Redis or
+        the adapter's subscription is down (a balancer sends them to another node)."""
+        node = self.gateway.node_id
+        problem = self.readiness_problem()
+        if problem is None and not await self.gateway.store.ping():
+            problem = "store unreachable"
+        if problem is not None:
+            return json_response(503, {"status": "unavailable", "error": problem, "node": node})
+        return json_response(200, {"status": "ready", "node": node})
+
+    def readiness_problem(self) -> str | None:
+        """Why this node is not ready, apart from the store (set by the app)."""
+        return self.not_ready() if self.not_ready is not None else None
 
     async def metrics(self, request: Request, params: dict[str, str]) -> HttpResponse:
         expected = self.config.metrics_token
@@ -235,7 +249,13 @@ class HttpApi:
                     given.strip().encode(), expected.encode()):
                 raise HttpError(401, "Missing or invalid metrics token "
                                 "(Authorization: Bearer <METRICS_TOKEN>)")
-        body = self.gateway.metrics.render().encode()
+        fleet: dict[str, tuple[str, float]] = {}
+        # While Redis is away the per-node series still answer.
+        with contextlib.suppress(StoreUnavailable):
+            fleet["realtime_fleet_online_users"] = (
+                "Users online in the whole fleet (shared store: the same on every node)",
+                len(await self.gateway.store.online_users()))
+        body = self.gateway.metrics.render(fleet).encode()
         return HttpResponse(200, [("Content-Type", "text/plain; version=0.0.4")], body)
 
     async def stats(self, request: Request, params: dict[str, str]) -> HttpResponse:
@@ -260,9 +280,12 @@ class HttpApi:
             if len(user_ids) > MAX_RECIPIENTS:
                 raise HttpError(400, f"at most {MAX_RECIPIENTS} userIds per request")
             user_ids = list(dict.fromkeys(user_ids))
-        delivered = self.gateway.notify(user_ids, kind, message, body.get("data"))
+        delivered, complete = await self.gateway.notify(user_ids, kind, message,
+                                                        body.get("data"))
+        # deliveredSockets counts the fleet; "complete" is false when a node did not answer
+        # the count in time (the notification itself still went to every node).
         return json_response(200, {"success": True, "deliveredSockets": delivered,
-                                   "timestamp": iso_now()})
+                                   "complete": complete, "timestamp": iso_now()})
 
     def _follow_pair(self, request: Request) -> tuple[str, str]:
         body = self._json_body(request)

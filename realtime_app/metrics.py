@@ -1,4 +1,9 @@
-"""Process-local counters, rendered in the Prometheus text format."""
+"""Counters of this node, rendered in the Prometheus text format.
+
+Every series carries a ``node`` label (NODE_ID): they count this process. The few
+fleet-wide values (from the shared store) are named ``realtime_fleet_*`` and are the same
+on every node: sum the per-node ones, take any one of the fleet ones.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ logger = logging.getLogger(__name__)
 
 _HELP = {
     "realtime_connections_total": ("counter", "Socket.IO connections accepted"),
+    "realtime_recovered_connections_total": (
+        "counter", "Connections that recovered their session (connection state recovery)"),
     "realtime_disconnections_total": ("counter", "Socket.IO disconnections, by reason"),
     "realtime_events_total": ("counter", "Events received from clients, by event"),
     "realtime_rejections_total": ("counter", "Refused handshakes and events, by reason"),
@@ -83,6 +90,8 @@ class Metrics:
         self._counters: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(dict)
         self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
         self.refusals = RefusalLog()
+        #: NODE_ID, added as the ``node`` label of every series once known.
+        self.node = ""
 
     def refused_handshake(self, reason: str, address: str) -> None:
         """Count a refused CONNECT (by reason) for /metrics and the aggregate log line."""
@@ -100,18 +109,28 @@ class Metrics:
     def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         self._gauges[name] = (help_text, read)
 
-    def render(self) -> str:
+    def render(self, fleet: dict[str, tuple[str, float]] | None = None) -> str:
+        """The exposition text; ``fleet``: name -> (help, value) of fleet-wide gauges."""
+        node = (("node", self.node),) if self.node else ()
+
+        def series_line(name: str, labels: tuple[tuple[str, str], ...], value: float) -> str:
+            label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+            suffix = f"{{{label_text}}}" if label_text else ""
+            return f"{name}{suffix} {value:g}"
+
         lines: list[str] = []
         for name, (kind, help_text) in _HELP.items():
             lines.append(f"# HELP {name} {help_text}")
             lines.append(f"# TYPE {name} {kind}")
             series = self._counters.get(name) or {(): 0}
             for labels, value in sorted(series.items()):
-                label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-                suffix = f"{{{label_text}}}" if label_text else ""
-                lines.append(f"{name}{suffix} {value:g}")
+                lines.append(series_line(name, (*node, *labels), value))
         for name, (help_text, read) in self._gauges.items():
             lines.append(f"# HELP {name} {help_text}")
             lines.append(f"# TYPE {name} gauge")
-            lines.append(f"{name} {read():g}")
+            lines.append(series_line(name, node, read()))
+        for name, (help_text, value) in (fleet or {}).items():
+            lines.append(f"# HELP {name} {help_text}")
+            lines.append(f"# TYPE {name} gauge")
+            lines.append(series_line(name, (), value))
         return "\n".join(lines) + "\n"

@@ -106,6 +106,11 @@ class Store(Protocol):
 
     async def online_users(self) -> list[str]: ...
 
+    async def pop_offline_users(self, limit: int) -> list[str]:
+        """Users whose every socket expired unseen (their node died): each is returned by
+        one call only, on whichever node asks first, so that one node announces it."""
+        ...
+
     async def hit(self, key: str, limit: int, window: float) -> RateResult: ...
 
     # undelivered private messages, oldest first; ``message`` has "id" and "senderId"
@@ -294,6 +299,14 @@ class MemoryStore:
     async def online_users(self) -> list[str]:
         return sorted(u for u in list(self._presence) if self._live(u))
 
+    async def pop_offline_users(self, limit: int) -> list[str]:
+        now = time.monotonic()
+        gone = [u for u, sockets in list(self._presence.items())
+                if all(expiry <= now for expiry in sockets.values())][:limit]
+        for user_id in gone:
+            del self._presence[user_id]
+        return gone
+
     async def hit(self, key: str, limit: int, window: float) -> RateResult:
         now = now_ms()
         count, reset_at = self._windows.get(key, (0, 0))
@@ -461,6 +474,13 @@ redis.call('ZADD', KEYS[2], top[2], ARGV[3])
 return 0
 """
 
+# KEYS: online; ARGV: now ms, limit. Users whose last socket expired, taken out at once.
+_POP_OFFLINE = """
+local users = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+if #users > 0 then redis.call('ZREM', KEYS[1], unpack(users)) end
+return users
+"""
+
 _HIT = """
 local count = redis.call('INCR', KEYS[1])
 local ttl = redis.call('PTTL', KEYS[1])
@@ -586,6 +606,7 @@ class RedisStore:
         self._add = self.redis.register_script(_ADD_CONNECTION)
         self._remove = self.redis.register_script(_REMOVE_CONNECTION)
         self._hit = self.redis.register_script(_HIT)
+        self._pop_offline = self.redis.register_script(_POP_OFFLINE)
         self._store = self.redis.register_script(_STORE_MESSAGE)
         self._page = self.redis.register_script(_PAGE)
         self._ack = self.redis.register_script(_ACK)
@@ -642,13 +663,15 @@ class RedisStore:
         return score is not None and score > now_ms()
 
     async def online_users(self) -> list[str]:
+        # Expired entries stay for pop_offline_users, which announces them.
         online = self._key("presence", "online")
-        now = now_ms()
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zremrangebyscore(online, "-inf", now)
-        pipe.zrangebyscore(online, now, "+inf")
-        _, users = await self._run(pipe.execute())
+        users = await self._run(self.redis.zrangebyscore(online, f"({now_ms()}", "+inf"))
         return sorted(users)
+
+    async def pop_offline_users(self, limit: int) -> list[str]:
+        users = await self._run(self._pop_offline(
+            keys=[self._key("presence", "online")], args=[now_ms(), limit]))
+        return list(users)
 
     async def hit(self, key: str, limit: int, window: float) -> RateResult:
         count, ttl = await self._run(

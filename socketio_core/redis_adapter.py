@@ -310,6 +310,13 @@ class RedisAdapterFactory:
         if self._publisher is None or self._publisher.done():
             self._publisher = loop.create_task(self._run_publisher(), name="redis-adapter-pub")
 
+    @property
+    def healthy(self) -> bool:
+        """Subscribed to every channel right now: False before the first subscription,
+        during a Redis outage (until resubscribed) and after ``aclose``. For readiness
+        probes; it never waits."""
+        return not self._closed and self._ready is not None and self._ready.is_set()
+
     async def ready(self, timeout: float | None = None) -> None:
         """Wait until the subscriptions of every namespace created so far are active.
 
@@ -327,8 +334,14 @@ class RedisAdapterFactory:
                 f"{self._sub_error!r}"
             ) from self._sub_error
 
-    async def aclose(self) -> None:
-        """Stop the subscriber and the publisher (what is still queued is not sent)."""
+    async def aclose(self, flush_timeout: float = 0.0) -> None:
+        """Stop the subscriber and the publisher. What is still queued is sent first if
+        the server was stopped (its namespaces closed) and Redis takes it within
+        ``flush_timeout`` seconds; the rest is not sent."""
+        publisher = self._publisher
+        if flush_timeout > 0 and publisher is not None and not self._channels:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(publisher), flush_timeout)
         self._closed = True
         for task in (self._subscriber, self._publisher):
             if task is not None:

@@ -236,6 +236,11 @@ class RedisStreamsAdapterFactory(RedisAdapterFactory):
             self._refresher = self._loop.create_task(self._run_refresher(),
                                                      name="redis-streams-live")
 
+    @property
+    def healthy(self) -> bool:
+        """Subscribed and reading the stream right now (see the base class)."""
+        return super().healthy and self.reading
+
     async def ready(self, timeout: float | None = None) -> None:
         """Wait until subscribed and the stream reader knows where it starts reading."""
         await super().ready(timeout)
@@ -245,13 +250,13 @@ class RedisStreamsAdapterFactory(RedisAdapterFactory):
         except TimeoutError:
             raise RedisAdapterError("Redis stream reader not started") from None
 
-    async def aclose(self) -> None:
+    async def aclose(self, flush_timeout: float = 0.0) -> None:
         for task in (self._reader, self._refresher):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        await super().aclose()
+        await super().aclose(flush_timeout)
         for client in (self._read_client, self._query_client):
             if client is not self._redis:
                 with contextlib.suppress(Exception):

@@ -216,6 +216,18 @@ class Server:
             parent.adapter.close()  # a dynamic namespace's own adapter (cluster channels)
         await self.engine.stop("server shutting down")
 
+    async def shutdown(self, timeout: float = 10.0) -> bool:
+        """Graceful stop: no new connections or events, handlers in flight finish (for
+        at most ``timeout`` seconds, their acks are sent), then ``stop()``.
+
+        Clients see their transport close, not a server disconnect, so they reconnect by
+        themselves (behind a load balancer: to another node) and, with connection state
+        recovery, get their session back. True if every handler finished in time.
+        """
+        finished = await self.engine.drain(timeout)
+        await self.stop()
+        return finished
+
     async def serve(self, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
         await self.start(host, port, **kwargs)
         try:

@@ -11,6 +11,10 @@ createApp({
     const connectionError = ref(null);
     const socketId = ref("");
     const transport = ref("");
+    // Connection state recovery: the last reconnection got the session back (same socket
+    // id, rooms, and every event missed meanwhile), "" before any reconnection.
+    const recovery = ref("");
+    let connects = 0;
     const userId = ref("");
     const notifications = reactive([]);
     const onlineUsers = reactive([]);
@@ -57,12 +61,15 @@ createApp({
     }
 
     function connect(jwt) {
+      connects = 0;
+      recovery.value = "";
       const s = io("/", { auth: { token: jwt }, transports: ["websocket", "polling"] });
       socket.value = s;
       s.on("connect", () => {
         connected.value = true;
         connectionError.value = null;
         socketId.value = s.id;
+        if (++connects > 1) recovery.value = s.recovered ? "recovered" : "new session";
         transport.value = s.io.engine.transport.name;
         s.io.engine.on("upgrade", (t) => { transport.value = t.name; });
       });
@@ -127,7 +134,8 @@ createApp({
     }
 
     return {
-      socket, connected, connectionError, socketId, transport, userId, recentNotifications,
+      socket, connected, connectionError, socketId, transport, recovery, userId,
+      recentNotifications,
       onlineUsers, messages, rooms, errors, lastMusic, loginUser, loginName, token, needToken,
       pmTarget, pmText, roomName, songId, position, musicRoom, formatTime, signIn, sendMessage,
       joinRoom, leaveRoom, music,

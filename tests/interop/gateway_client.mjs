@@ -82,8 +82,16 @@ function record(entry, event, args) {
     hasAck = true;
     args = args.slice(0, -1);
   }
+  // With connection state recovery the server appends each packet's offset (a string)
+  // after the payload; the client keeps it (socket._pid is set). Recorded apart, so that
+  // args are what the application sends.
+  let offset;
+  if (entry.socket._pid && args.length > 1 && typeof args[args.length - 1] === "string") {
+    offset = args[args.length - 1];
+    args = args.slice(0, -1);
+  }
   if (entry.events.length < 5000) {
-    entry.events.push({ event, args: norm(args), hasAck, at: Date.now() });
+    entry.events.push({ event, args: norm(args), hasAck, offset, at: Date.now() });
   }
   for (const w of [...entry.waiters]) w();
 }

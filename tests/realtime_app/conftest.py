@@ -57,6 +57,10 @@ BASE_ENV: dict[str, str] = {
     "RATE_LIMIT_MUSIC_SYNC": "1000",
     "RATE_LIMIT_JOIN_ROOM": "1000",
     "RATE_LIMIT_DEFAULT": "1000",
+    # With recovery on, every event carries its offset as an extra last argument (as with
+    # Node), which python-socketio hands to the handlers: these tests look at payloads.
+    # Recovery itself is tested with socket.io-client (tests/realtime_app_e2e, fleet).
+    "CONNECTION_RECOVERY_MS": "0",
 }
 
 

@@ -201,7 +201,7 @@ async def test_success_joins_user_room_and_emits_connected(memory_gw: Harness) -
     alice = await memory_gw.connect("alice", username="Alice A.")
     connected = alice.all("connected")[0]
     assert connected == {"message": "Connected successfully", "userId": "alice",
-                         "socketId": alice.sid}
+                         "socketId": alice.sid, "recovered": False}
     socket = memory_gw.app.io.sockets.sockets[alice.sid]
     assert "user:alice" in socket.rooms
     assert socket.data["username"] == "Alice A."

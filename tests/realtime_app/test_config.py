@@ -58,7 +58,7 @@ def test_defaults_are_documented_values() -> None:
     assert config.port == 3000
     assert config.jwt_algorithms == ("HS256",)
     assert config.frontend_urls == ("http://localhost:5188",)
-    assert config.ping_interval == 25.0 and config.ping_timeout == 20.0
+    assert config.ping_interval == 25.0 and config.ping_timeout == 60.0  # the seed's
     assert config.rate_limit("private-message") == 30
     assert config.rate_limit("music-sync") == 60
     assert config.rate_limit("join-room") == 10

@@ -65,8 +65,12 @@ async def test_open_endpoints_need_no_key(path: str, gw: Harness) -> None:
 
 
 async def test_health_and_ready(gw: Harness) -> None:
-    assert (await gw.http("GET", "/healthz", key=None))[::2] == (200, {"status": "ok"})
-    assert (await gw.http("GET", "/readyz", key=None))[::2] == (200, {"status": "ready"})
+    node = gw.app.gateway.node_id
+    assert node.endswith(f":{gw.app.port}")  # NODE_ID's default: host:port
+    assert (await gw.http("GET", "/healthz", key=None))[::2] == (200, {"status": "ok",
+                                                                      "node": node})
+    assert (await gw.http("GET", "/readyz", key=None))[::2] == (200, {"status": "ready",
+                                                                     "node": node})
 
 
 async def test_readyz_503_when_redis_unreachable(gateway_factory: GatewayFactory) -> None:
@@ -247,8 +251,13 @@ async def test_stats(gw: Harness) -> None:
 
     stats = await eventually(settled)
     assert set(stats) == {"connectedClients", "onlineUsers", "rooms", "connections",
-                          "disconnections", "activeUsers", "messageCount", "timestamp"}
+                          "disconnections", "activeUsers", "messageCount", "timestamp",
+                          "node", "nodes", "complete"}
     assert stats["connectedClients"] == 2
+    assert stats["nodes"] == [{"node": gw.app.gateway.node_id, "connectedClients": 2}]
+    assert stats["complete"] is True
+    # each socket's own room, user:alice, user:bob, lobby
+    assert stats["rooms"] == 2 + 3
     assert stats["onlineUsers"] == 2
     assert stats["rooms"] >= 1
     assert ISO.match(stats["timestamp"])
@@ -265,19 +274,21 @@ async def test_metrics_text(gw: Harness) -> None:
     await alice.call("private-message", {"targetUserId": "bob", "message": "spam"})
     status, headers, text = await gw.http("GET", "/metrics", key=None)
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    node = f'node="{gw.app.gateway.node_id}"'  # every per-node series says which node
     for line in (
         "# TYPE realtime_connections_total counter",
-        "realtime_connections_total 1",
-        'realtime_events_total{event="join-room"} 1',
-        'realtime_events_total{event="private-message"} 1',
-        'realtime_rejections_total{reason="invalid_token"} 1',
-        'realtime_rejections_total{reason="banned_words"} 1',
-        "realtime_rate_limit_hits_total 0",
-        "realtime_stored_messages_total 0",
-        "realtime_stored_messages_refused_total 0",
-        "realtime_store_errors_total 0",
+        f"realtime_connections_total{{{node}}} 1",
+        f'realtime_events_total{{{node},event="join-room"}} 1',
+        f'realtime_events_total{{{node},event="private-message"}} 1',
+        f'realtime_rejections_total{{{node},reason="invalid_token"}} 1',
+        f'realtime_rejections_total{{{node},reason="banned_words"}} 1',
+        f"realtime_rate_limit_hits_total{{{node}}} 0",
+        f"realtime_stored_messages_total{{{node}}} 0",
+        f"realtime_stored_messages_refused_total{{{node}}} 0",
+        f"realtime_store_errors_total{{{node}}} 0",
         "# TYPE realtime_connected_sockets gauge",
-        "realtime_connected_sockets 1",
+        f"realtime_connected_sockets{{{node}}} 1",
+        "realtime_fleet_online_users 1",  # fleet-wide: no node label
     ):
         assert line in text.splitlines(), line
 

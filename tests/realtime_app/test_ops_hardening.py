@@ -325,7 +325,7 @@ async def test_expiry_waits_for_the_leeway(memory_gw: Harness) -> None:
     # exp plus JWT_LEEWAY (30 s): the moment the handshake itself would refuse the token.
     alice = await memory_gw.connect("alice", token=memory_gw.token("alice", exp_in=1))
     socket = memory_gw.app.io.sockets.sockets[alice.sid]
-    timer = socket.data["_expiryTimer"]
+    timer = memory_gw.app.gateway.expiry_timer(socket)
     assert timer.when() - asyncio.get_running_loop().time() > 20
 
 
@@ -341,7 +341,7 @@ async def test_refreshed_token_keeps_the_socket(gateway_factory: GatewayFactory)
 async def test_refresh_token_refusals(memory_gw: Harness) -> None:
     alice = await memory_gw.connect("alice")
     socket = memory_gw.app.io.sockets.sockets[alice.sid]
-    timer = socket.data["_expiryTimer"]
+    timer = memory_gw.app.gateway.expiry_timer(socket)
     cases: list[tuple[Any, str]] = [
         ({"token": memory_gw.token("bob")}, "The token is for another user"),
         ({"token": "garbage"}, "Invalid token"),
@@ -352,13 +352,15 @@ async def test_refresh_token_refusals(memory_gw: Harness) -> None:
     for payload, error in cases:
         assert await alice.call("refresh-token", payload) == {"success": False, "error": error}
     # the timer of the first token is still the one armed
-    assert socket.data["_expiryTimer"] is timer and not timer.cancelled()
+    assert memory_gw.app.gateway.expiry_timer(socket) is timer and not timer.cancelled()
     assert socket.data["userId"] == "alice"
 
 
 async def test_disconnect_cancels_the_expiry_timer(memory_gw: Harness) -> None:
     alice = await memory_gw.connect("alice")
-    timer = memory_gw.app.io.sockets.sockets[alice.sid].data["_expiryTimer"]
+    socket = memory_gw.app.io.sockets.sockets[alice.sid]
+    timer = memory_gw.app.gateway.expiry_timer(socket)
+    assert timer is not None
     await alice.close()
 
     async def cancelled() -> bool:

@@ -203,7 +203,11 @@ async def test_gateway_started_while_redis_is_down(
         return bool((await send(alice, "bob", "y", timeout=10)).get("success"))
 
     await eventually(works, timeout=RECOVERY, interval=0.2)
-    assert (await gw.http("GET", "/readyz", key=None))[0] == 200
+
+    async def ready() -> bool:  # the store and the adapter's subscription are back
+        return (await gw.http("GET", "/readyz", key=None))[0] == 200
+
+    await eventually(ready, timeout=RECOVERY, interval=0.2)
 
 
 async def test_presence_after_redis_restart_still_reports_offline(

@@ -42,7 +42,7 @@ def test_connect_with_token_gets_connected_event(puppet: Puppet) -> None:
     assert reply["connected"] is True
     [[payload]] = puppet.wait("a", "connected")
     assert payload == {"message": "Connected successfully", "userId": user,
-                       "socketId": reply["socketId"]}
+                       "socketId": reply["socketId"], "recovered": False}
 
 
 def test_connect_with_authorization_header(puppet: Puppet) -> None:
