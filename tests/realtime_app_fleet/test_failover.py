@@ -3,8 +3,9 @@
 A is connected through HAProxy to node 1 (pinned by its SERVERID cookie, WebSocket), B to
 node 2 directly. Node 1 is killed with SIGKILL; at once B sends A three private messages
 and the service API sends A a notification. A's client reconnects by itself through the
-balancer (node 1 refuses: HAProxy retries on node 2) and gets each of them exactly once, in
-order, its session recovered; every message B got a success ack for arrives.
+balancer (node 1 refuses: HAProxy retries on node 2) and gets each of them exactly once (the
+messages in the order B sent them), its session recovered; every message B got a success ack
+for arrives.
 """
 
 from __future__ import annotations
@@ -57,13 +58,15 @@ def test_kill_9_node1_client_moves_to_node2_and_gets_everything_once_in_order() 
 
         events = [e for e in puppet.events("a")
                   if e["event"] in ("private-message", "notification")]
-        seen = [(e["event"], e["args"][0].get("id") or e["args"][0]["message"]) for e in events]
-        expected = [("private-message", first["id"])] + [
-            ("private-message", ack["id"]) for ack in acks
-        ] + [("notification", "while A moves: a notification")]
-        assert seen == expected, (
-            f"A must get each event exactly once and in the order it was sent;\n"
-            f"got      {seen}\nexpected {expected}")
+        messages = [e["args"][0]["id"] for e in events if e["event"] == "private-message"]
+        notes = [e["args"][0]["message"] for e in events if e["event"] == "notification"]
+        expected = [first["id"]] + [ack["id"] for ack in acks]
+        assert messages == expected, (
+            f"A must get each private message exactly once, in the order B sent them;\n"
+            f"got      {messages}\nexpected {expected}")
+        assert notes == ["while A moves: a notification"], notes
+        # Across kinds there is no order: the notification is replayed by connection state
+        # recovery during the handshake, the private messages come from the inbox after it.
         assert socket_counts(fleet, 2) == {"node2": 2}, "A is on node 2 now"
         # The stored copies were acked on node 2: a new device of A gets nothing again.
         puppet.connect_to(fleet.node(2).url, "a2", a)
