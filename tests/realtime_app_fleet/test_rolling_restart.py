@@ -20,6 +20,18 @@ COUNT = 150  # per stream: long enough to span both restarts
 INTERVAL_MS = 60
 
 
+def timeline(events: list[dict], ids: set[str]) -> str:
+    """Connects, disconnects and the receptions of ``ids``, with times (for a failure)."""
+    lines = []
+    for e in events:
+        first = e["args"][0] if e["args"] else None
+        if e["event"] in ("$connect", "$disconnect", "$connect_error") or (
+                e["event"] == "private-message" and isinstance(first, dict)
+                and first.get("id") in ids):
+            lines.append(f"  {e['at']} {e['event']} {first}")
+    return "\n".join(lines)
+
+
 def test_rolling_restart_loses_nothing_and_duplicates_nothing() -> None:
     with running_fleet() as fleet:
         puppet = fleet.puppet(lifetime_ms=120000)
@@ -76,7 +88,9 @@ def test_rolling_restart_loses_nothing_and_duplicates_nothing() -> None:
             lost = set(acked_ids) - set(by_id)
             duplicated = {i: n for i, n in by_id.items() if n > 1}
             assert not lost, f"{receiver}: {len(lost)} acked messages never arrived"
-            assert not duplicated, f"{receiver}: received twice (by id): {duplicated}"
+            assert not duplicated, (
+                f"{receiver}: received twice (by id): {duplicated}; what {receiver} saw around "
+                f"them:\n{timeline(puppet.events(receiver), set(duplicated))}")
             assert set(by_id) == set(acked_ids), f"{receiver}: unexpected ids"
             assert all(n == 1 for n in by_text.values()), f"{receiver}: a text twice: {by_text}"
 
