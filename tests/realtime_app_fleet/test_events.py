@@ -157,6 +157,8 @@ def test_service_api_on_node1_notifies_a_user_on_node2(fleet: Fleet, puppet: Fle
                                       {"userIds": [b], "type": "info", "message": "from node1",
                                        "data": {"k": 1}})
     assert status == 200 and body["success"] is True, body
+    assert body["deliveredSockets"] == 1 and body.get("complete") is True, \
+        f"deliveredSockets counts the fleet: {body}"
     [note] = puppet.wait_payloads("b", "notification", timeout_ms=8000)
     assert note["type"] == "info" and note["message"] == "from node1" and note["data"] == {"k": 1}
     time.sleep(SETTLE)
@@ -212,6 +214,17 @@ def test_music_sync_and_late_join_music_state_cross_nodes(
     assert ack["success"] is True, ack
     [mine] = puppet.wait_payloads("a2", "music-sync", timeout_ms=8000)
     assert mine["action"] == "pause" and mine["userId"] == a
+    # A leave on node 2 is seen by the room's broadcasts from node 1.
+    ack = puppet.emit("b", "leave-room", {"room": room}, ack=True)
+    assert ack["success"] is True, ack
+    ack = puppet.emit("a", "music-sync", {"action": "seek", "songId": "song-7",
+                                          "currentTime": 40, "room": room}, ack=True)
+    assert ack["success"] is True, ack
+    [seek] = [m for m in puppet.wait_payloads("c", "music-sync", count=1, timeout_ms=8000)
+              if m["action"] == "seek"]
+    assert seek["currentTime"] == 40
+    time.sleep(SETTLE)
+    assert [m["action"] for m in puppet.payloads("b", "music-sync")] == ["play"], "b left"
 
 
 # ---------------------------------------------------------------------- presence
