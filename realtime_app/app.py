@@ -79,6 +79,8 @@ class GatewayApp:
             connection_state_recovery=recovery,
         )
         self.gateway = Gateway(config, self.io, store, self.auth, self.metrics)
+        if self._adapter_redis is not None:
+            self.gateway.cluster = self.adapter
         self.api = HttpApi(config, self.gateway, self.auth)
         self.api.not_ready = self._not_ready
         self.io.engine.http_handler = self.api.handle

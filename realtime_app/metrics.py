@@ -18,6 +18,9 @@ logger = logging.getLogger(__name__)
 
 _HELP = {
     "realtime_connections_total": ("counter", "Socket.IO connections accepted"),
+    "realtime_inbox_resyncs_total": (
+        "counter", "Times this node resent its sockets' inboxes after messages between nodes "
+        "were lost (a Redis outage)"),
     "realtime_recovered_connections_total": (
         "counter", "Connections that recovered their session (connection state recovery)"),
     "realtime_disconnections_total": ("counter", "Socket.IO disconnections, by reason"),
