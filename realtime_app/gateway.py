@@ -218,6 +218,13 @@ class Gateway:
         io.on(RESYNC_EVENT, self._resync_soon)
         metrics.gauge("realtime_connected_sockets", "Sockets connected to this node",
                       lambda: len(io.sockets.sockets))
+        metrics.labelled_gauge(
+            "realtime_namespace_sockets", "Sockets connected to this node, by namespace",
+            ("namespace",), lambda: [((n.name,), len(n.sockets)) for n in io.namespaces])
+        metrics.labelled_gauge(
+            "realtime_namespace_rooms", "Rooms on this node (each socket's own included), by "
+            "namespace", ("namespace",),
+            lambda: [((n.name,), len(n.adapter.rooms)) for n in io.namespaces])
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -463,6 +470,7 @@ class Gateway:
         elif rooms:
             self.io.to(rooms).emit(event, payload)
         self.metrics.inc("realtime_broadcast_deliveries_total", count)
+        self.metrics.observe_fanout(count)
         return count
 
     # ------------------------------------------------------------------ event plumbing
@@ -475,6 +483,13 @@ class Gateway:
         handle: Callable[..., Awaitable[Any]],
     ) -> Callable[..., Awaitable[None]]:
         async def handler(*args: Any, ack: Callable[..., None] | None = None) -> None:
+            started = time.perf_counter()
+            try:
+                await handle_event(*args, ack=ack)
+            finally:
+                self.metrics.observe_event(event, time.perf_counter() - started)
+
+        async def handle_event(*args: Any, ack: Callable[..., None] | None = None) -> None:
             self.metrics.inc("realtime_events_total", event=event)
             if not await self._within_rate_limit(socket, event, ack):
                 return
@@ -747,6 +762,7 @@ class Gateway:
             self._send_stored(socket, target, message)
             sent += 1
         self.metrics.inc("realtime_broadcast_deliveries_total", sent)
+        self.metrics.observe_fanout(sent)
         return sent
 
     async def _replay(self, socket: Socket, user_id: str) -> None:
