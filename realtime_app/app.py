@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket as socket_module
+from pathlib import Path
 from typing import Any
 
 from engineio_core import CorsOptions
@@ -78,11 +79,33 @@ class GatewayApp:
             connection_state_recovery=recovery,
         )
         self.gateway = Gateway(config, self.io, store, self.auth, self.metrics)
+        if self._adapter_redis is not None:
+            self.gateway.cluster = self.adapter
         self.api = HttpApi(config, self.gateway, self.auth)
         self.api.not_ready = self._not_ready
         self.io.engine.http_handler = self.api.handle
+        self.admin_ui = self._instrument_admin_ui() if config.admin_ui_enabled else None
         #: Set when a graceful stop began: /readyz fails, so a balancer sends no one here.
         self.stopping = False
+
+    def _instrument_admin_ui(self) -> Any:
+        """The Socket.IO Admin UI on namespace /admin, its page at ADMIN_UI_PATH."""
+        from socketio_core.admin import instrument
+
+        config = self.config
+        auth = None  # ADMIN_UI=1: DEV_MODE only (load_config checks)
+        if config.admin_ui_username is not None:
+            auth = {"type": "basic", "username": config.admin_ui_username,
+                    "password": config.admin_ui_password_hash}
+        web_dir = Path(config.web_dir) if config.web_dir else Path.cwd() / "web"
+        npm_ui = web_dir / "node_modules/@socket.io/admin-ui/ui/dist"
+        return instrument(
+            self.io, auth=auth,
+            # Production mode sends stats only: no per-event stream of users' messages.
+            mode="development" if config.dev_mode else "production",
+            read_only=config.admin_ui_read_only, server_id=config.node_id or None,
+            serve_ui_at=config.admin_ui_path,
+            ui_dir=npm_ui if (npm_ui / "index.html").is_file() else None)
 
     def _not_ready(self) -> str | None:
         if self.stopping:

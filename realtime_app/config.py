@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlparse
@@ -81,6 +82,18 @@ class Config:
     #: This process's name in logs, metrics and /healthz ("" until the port is known:
     #: then hostname:port).
     node_id: str = ""
+    # --- Socket.IO Admin UI (issue 12)
+    admin_ui_username: str | None = None
+    #: bcrypt hash of the Admin UI password (never the password itself).
+    admin_ui_password_hash: str | None = None
+    #: ADMIN_UI=1 without a username: no login, development mode only.
+    admin_ui_open: bool = False
+    admin_ui_read_only: bool = False
+    admin_ui_path: str = "/admin/"
+
+    @property
+    def admin_ui_enabled(self) -> bool:
+        return self.admin_ui_username is not None or self.admin_ui_open
 
     def rate_limit(self, event: str) -> int:
         return self.rate_limits.get(event, self.rate_limits["default"])
@@ -146,10 +159,18 @@ _SETTINGS: list[tuple[str, str, str]] = [
     ("--shutdown-timeout-ms", "SHUTDOWN_TIMEOUT_MS",
      "SIGTERM: time to finish in-flight work before exiting (default 10000)"),
     ("--node-id", "NODE_ID", "this node's name in logs, metrics, /healthz (default host:port)"),
+    # --- Socket.IO Admin UI (issue 12)
+    ("--admin-ui-username", "ADMIN_UI_USERNAME",
+     "turns the Socket.IO Admin UI on (namespace /admin, page at ADMIN_UI_PATH)"),
+    ("--admin-ui-password-hash", "ADMIN_UI_PASSWORD_HASH",
+     "bcrypt hash of the Admin UI password (python -m socketio_core.admin hash)"),
+    ("--admin-ui-read-only", "ADMIN_UI_READ_ONLY", "the Admin UI may look, not act (false)"),
+    ("--admin-ui-path", "ADMIN_UI_PATH", "where the Admin UI page is served (/admin/)"),
+    ("--admin-ui", "ADMIN_UI", "Admin UI without a login: DEV_MODE only"),
 ]
 
 #: Flags that take no value: given means "1".
-_SWITCHES = frozenset({"--dev-mode"})
+_SWITCHES = frozenset({"--dev-mode", "--admin-ui"})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -198,6 +219,38 @@ def _redis_url_from_parts(host: str, port: str | None, password: str | None) -> 
         host = f"[{host}]"  # an IPv6 address
     auth = f":{quote(password, safe='')}@" if password else ""
     return f"redis://{auth}{host}:{number}"
+
+
+_BCRYPT_HASH = re.compile(r"^\$2[abxy]\$\d\d\$[./A-Za-z0-9]{53}$")
+
+
+def _admin_ui(given: Callable[[str], str | None], values: dict[str, object]) -> None:
+    """The Admin UI: off by default, never without a login outside development mode."""
+    user, password_hash = given("ADMIN_UI_USERNAME"), given("ADMIN_UI_PASSWORD_HASH")
+    if (user is None) != (password_hash is None):
+        raise ConfigError("set both ADMIN_UI_USERNAME and ADMIN_UI_PASSWORD_HASH (or neither)")
+    if password_hash is not None:
+        if not _BCRYPT_HASH.match(password_hash):
+            raise ConfigError("ADMIN_UI_PASSWORD_HASH must be a bcrypt hash ($2b$12$...), not a "
+                              "password: python -m socketio_core.admin hash")
+        try:
+            import bcrypt  # noqa: F401
+        except ImportError:
+            raise ConfigError("ADMIN_UI_PASSWORD_HASH needs the bcrypt package: "
+                              "pip install 'realtime-socketio[admin]'") from None
+        values["admin_ui_username"] = user
+        values["admin_ui_password_hash"] = password_hash
+    if (v := given("ADMIN_UI")) is not None and _bool("ADMIN_UI", v) and user is None:
+        if not values.get("dev_mode"):
+            raise ConfigError("ADMIN_UI=1 without a login needs DEV_MODE=1; set "
+                              "ADMIN_UI_USERNAME and ADMIN_UI_PASSWORD_HASH instead")
+        values["admin_ui_open"] = True
+    if (v := given("ADMIN_UI_READ_ONLY")) is not None:
+        values["admin_ui_read_only"] = _bool("ADMIN_UI_READ_ONLY", v)
+    if (v := given("ADMIN_UI_PATH")) is not None:
+        if not re.match(r"^/[A-Za-z0-9_\-/]*/$", v) or v.startswith("/socket.io/"):
+            raise ConfigError(f"ADMIN_UI_PATH must be a path like /admin/, got {v!r}")
+        values["admin_ui_path"] = v
 
 
 def _is_loopback_host(host: str) -> bool:
@@ -403,6 +456,7 @@ def load_config(
         if len(v) > 128 or not v.isprintable():
             raise ConfigError("NODE_ID must be at most 128 printable characters")
         values["node_id"] = v
+    _admin_ui(given, values)
     # Last, so that a wrong value of any other variable is reported by name first.
     _check_auth_mode(values)
     return Config(**values)  # type: ignore[arg-type]

@@ -46,6 +46,10 @@ RATE_BUCKETS = 50_000
 DELIVER_EVENT = "gateway:deliver"
 NODE_STATS_EVENT = "gateway:node-stats"
 COUNT_EVENT = "gateway:count-sockets"
+#: "Messages between nodes were lost: send your sockets their inboxes again."
+RESYNC_EVENT = "gateway:resync"
+#: Seconds between two looks at the cluster adapter's counters (local, no I/O).
+CLUSTER_CHECK_PERIOD = 1.0
 #: Users announced offline per maintenance round after their node died.
 OFFLINE_SWEEP_LIMIT = 1000
 
@@ -118,8 +122,8 @@ class _SocketState:
     them, and all of them when the replay is over, so ``live`` never outgrows the inbox.
     """
 
-    __slots__ = ("awaiting", "connect_task", "cursor", "expiry_timer", "live", "reading",
-                 "replayed")
+    __slots__ = ("awaiting", "connect_task", "cursor", "expiry_timer", "in_flight", "live",
+                 "reading", "replayed")
 
     def __init__(self) -> None:
         self.connect_task: asyncio.Task[None] | None = None
@@ -129,6 +133,9 @@ class _SocketState:
         self.live: dict[str, int] = {}
         self.awaiting: str | None = None
         self.reading = False
+        #: Ids of stored messages sent to this socket and not acked yet (oldest first, at
+        #: most MAX_STORED_MESSAGES): a resync of the inbox does not send them again.
+        self.in_flight: dict[str, None] = {}
 
 
 def iso_now() -> str:
@@ -192,6 +199,11 @@ class Gateway:
         #: The gateway's bookkeeping per connected socket. Not in ``socket.data``: that
         #: is saved to Redis for connection state recovery and must stay plain data.
         self._states: dict[Socket, _SocketState] = {}
+        #: The cluster adapter factory (``healthy``, ``stats``), set by the app with Redis.
+        self.cluster: Any = None
+        self._cluster_marks: tuple[int, int] = (0, 0)
+        self._resync_due = False
+        self._tell_others = False
         self._warned_minute: dict[str, int] = {}
         self._buckets = LocalRateLimiter()
         self.inbox_policy = InboxPolicy(config.max_stored_messages,
@@ -203,8 +215,16 @@ class Gateway:
         io.on(DELIVER_EVENT, self._deliver_local)
         io.on(NODE_STATS_EVENT, self._node_stats)
         io.on(COUNT_EVENT, self._count_local)
+        io.on(RESYNC_EVENT, self._resync_soon)
         metrics.gauge("realtime_connected_sockets", "Sockets connected to this node",
                       lambda: len(io.sockets.sockets))
+        metrics.labelled_gauge(
+            "realtime_namespace_sockets", "Sockets connected to this node, by namespace",
+            ("namespace",), lambda: [((n.name,), len(n.sockets)) for n in io.namespaces])
+        metrics.labelled_gauge(
+            "realtime_namespace_rooms", "Rooms on this node (each socket's own included), by "
+            "namespace", ("namespace",),
+            lambda: [((n.name,), len(n.adapter.rooms)) for n in io.namespaces])
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -217,10 +237,17 @@ class Gateway:
             await asyncio.gather(self._maintenance, return_exceptions=True)
 
     async def _maintain(self) -> None:
-        """Keeps this node's presence entries alive and watches for anomalies."""
+        """Keeps this node's presence entries alive, watches for anomalies, and resends
+        stored messages when messages between nodes may have been lost."""
         period = min(self.config.presence_ttl / 3, 10.0)
+        loop = asyncio.get_running_loop()
+        next_round = loop.time() + period
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(min(CLUSTER_CHECK_PERIOD, period))
+            await self._check_cluster()
+            if loop.time() < next_round:
+                continue
+            next_round = loop.time() + period
             pairs = [(s.data["userId"], s.id) for s in list(self.io.sockets.sockets.values())]
             try:
                 await self.store.refresh_connections(pairs, self.config.presence_ttl)
@@ -229,6 +256,56 @@ class Gateway:
             except StoreUnavailable as exc:
                 self.metrics.inc("realtime_store_errors_total")
                 logger.warning("store unavailable during maintenance: %s", exc)
+
+    async def _check_cluster(self) -> None:
+        """After an outage of the cluster adapter, resend every local socket its inbox.
+
+        A private message is stored, then handed to the other nodes by a server-side event;
+        if that event was lost (Redis away, this node's subscription down, a publish that
+        failed), the target's socket here never got it, although it is stored. When the
+        adapter's counters show such a loss, and once it is healthy again, every socket
+        gets what its inbox holds that it was not sent (nothing twice: ``in_flight``). A
+        node whose publish failed asks the others to do the same.
+        """
+        cluster = self.cluster
+        if cluster is None:
+            return
+        stats = cluster.stats
+        marks = (stats.reconnects, stats.publish_errors + stats.dropped)
+        if marks != self._cluster_marks:
+            if marks[1] != self._cluster_marks[1]:
+                self._tell_others = True
+            self._cluster_marks = marks
+            self._resync_due = True
+        if not self._resync_due or not cluster.healthy:
+            return
+        self._resync_due = False
+        if self._tell_others:
+            self._tell_others = False
+            self.io.server_side_emit(RESYNC_EVENT)
+        await self._resync_inboxes()
+
+    def _resync_soon(self) -> None:
+        """RESYNC_EVENT: another node lost messages to the fleet; resync at the next look."""
+        self._resync_due = True
+
+    async def _resync_inboxes(self) -> None:
+        sockets = [(s, st) for s, st in list(self._states.items()) if s.connected]
+        logger.info("resending stored messages to %d sockets after messages between nodes "
+                    "were lost", len(sockets))
+        self.metrics.inc("realtime_inbox_resyncs_total")
+        for socket, state in sockets:  # one at a time: a burst of reads is a Redis stall
+            if state.reading or state.awaiting is not None or not state.replayed:
+                continue  # a replay is going on: it reads the inbox anyway
+            state.replayed = False
+            state.cursor = 0
+            try:
+                await self._replay(socket, socket.data["userId"])
+            except StoreUnavailable as exc:
+                self.metrics.inc("realtime_store_errors_total")
+                logger.warning("store unavailable resending stored messages: %s", exc)
+                self._resync_due = True  # try again at the next look
+                return
 
     async def _announce_vanished_users(self) -> None:
         """Users whose sockets were all on a node that died (no disconnect was seen):
@@ -393,6 +470,7 @@ class Gateway:
         elif rooms:
             self.io.to(rooms).emit(event, payload)
         self.metrics.inc("realtime_broadcast_deliveries_total", count)
+        self.metrics.observe_fanout(count)
         return count
 
     # ------------------------------------------------------------------ event plumbing
@@ -405,6 +483,13 @@ class Gateway:
         handle: Callable[..., Awaitable[Any]],
     ) -> Callable[..., Awaitable[None]]:
         async def handler(*args: Any, ack: Callable[..., None] | None = None) -> None:
+            started = time.perf_counter()
+            try:
+                await handle_event(*args, ack=ack)
+            finally:
+                self.metrics.observe_event(event, time.perf_counter() - started)
+
+        async def handle_event(*args: Any, ack: Callable[..., None] | None = None) -> None:
             self.metrics.inc("realtime_events_total", event=event)
             if not await self._within_rate_limit(socket, event, ack):
                 return
@@ -677,6 +762,7 @@ class Gateway:
             self._send_stored(socket, target, message)
             sent += 1
         self.metrics.inc("realtime_broadcast_deliveries_total", sent)
+        self.metrics.observe_fanout(sent)
         return sent
 
     async def _replay(self, socket: Socket, user_id: str) -> None:
@@ -697,7 +783,9 @@ class Gateway:
             last: str | None = None
             for seq, message in rows:
                 state.cursor = max(state.cursor, seq)
-                if state.live.pop(message["id"], None) is None:  # else delivered live
+                # Not when delivered live meanwhile, or sent and not acked yet (a resync).
+                if (state.live.pop(message["id"], None) is None
+                        and message["id"] not in state.in_flight):
                     self._send_stored(socket, user_id, message)
                     last = message["id"]
             if len(rows) < page_size:
@@ -712,6 +800,12 @@ class Gateway:
 
     def _send_stored(self, socket: Socket, user_id: str, message: dict[str, Any]) -> None:
         message_id = message["id"]
+        state = self._states.get(socket)
+        if state is not None:
+            in_flight = state.in_flight
+            in_flight[message_id] = None
+            if len(in_flight) > self.config.max_stored_messages:
+                del in_flight[next(iter(in_flight))]  # at worst sent twice (same id)
         socket.emit("private-message", message,
                     callback=lambda *_: self.io.engine.spawn(
                         self._ack_stored(socket, user_id, message_id)))
@@ -726,6 +820,8 @@ class Gateway:
             self.metrics.inc("realtime_store_errors_total")
             logger.warning("could not delete delivered message %s: %s", message_id, exc)
         state = self._states.get(socket)
+        if state is not None:
+            state.in_flight.pop(message_id, None)
         if state is not None and state.awaiting == message_id:
             state.awaiting = None
             try:

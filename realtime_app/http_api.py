@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from engineio_core import CorsOptions, HttpResponse, Request
 
@@ -256,7 +257,7 @@ class HttpApi:
                 "Users online in the whole fleet (shared store: the same on every node)",
                 len(await self.gateway.store.online_users()))
         body = self.gateway.metrics.render(fleet).encode()
-        return HttpResponse(200, [("Content-Type", "text/plain; version=0.0.4")], body)
+        return HttpResponse(200, [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)], body)
 
     async def stats(self, request: Request, params: dict[str, str]) -> HttpResponse:
         return json_response(200, await self.gateway.stats())

@@ -1,8 +1,8 @@
-"""Counters of this node, rendered in the Prometheus text format.
+"""The gateway's metrics, exposed with ``prometheus_client``.
 
-Every series carries a ``node`` label (NODE_ID): they count this process. The few
-fleet-wide values (from the shared store) are named ``realtime_fleet_*`` and are the same
-on every node: sum the per-node ones, take any one of the fleet ones.
+Every series of the gateway carries a ``node`` label (NODE_ID): it counts this process.
+The few fleet-wide values (from the shared store) are named ``realtime_fleet_*`` and are
+the same on every node: sum the per-node ones, take any one of the fleet ones.
 """
 
 from __future__ import annotations
@@ -10,7 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 __all__ = ["Metrics", "RefusalLog"]
 
@@ -18,6 +23,9 @@ logger = logging.getLogger(__name__)
 
 _HELP = {
     "realtime_connections_total": ("counter", "Socket.IO connections accepted"),
+    "realtime_inbox_resyncs_total": (
+        "counter", "Times this node resent its sockets' inboxes after messages between nodes "
+        "were lost (a Redis outage)"),
     "realtime_recovered_connections_total": (
         "counter", "Connections that recovered their session (connection state recovery)"),
     "realtime_disconnections_total": ("counter", "Socket.IO disconnections, by reason"),
@@ -37,10 +45,6 @@ _HELP = {
     "realtime_stats_errors_total": (
         "counter", "Per-minute statistics not recorded (best effort, never an answer)"),
 }
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 class RefusalLog:
@@ -86,12 +90,33 @@ class RefusalLog:
 
 
 class Metrics:
+    """The gateway's metrics on a ``prometheus_client`` registry of its own.
+
+    Counters are plain dict increments on the hot path (no lock, no label lookup), handed
+    to the registry by a collector at scrape time; the histograms (event handling time,
+    broadcast fan-out) are ``prometheus_client`` histograms; the process collector adds
+    RSS, CPU and open file descriptors (``process_*``).
+    """
+
     def __init__(self) -> None:
         self._counters: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(dict)
         self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+        self._labelled: dict[str, tuple[str, tuple[str, ...], LabelledRead]] = {}
+        self._fleet: dict[str, tuple[str, float]] = {}
         self.refusals = RefusalLog()
         #: NODE_ID, added as the ``node`` label of every series once known.
         self.node = ""
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(self))
+        ProcessCollector(registry=self.registry)
+        self._event_seconds = Histogram(
+            "realtime_event_handling_seconds",
+            "Time from an event's arrival at its handler to its answer, by event",
+            ["node", "event"], registry=self.registry, buckets=EVENT_BUCKETS)
+        self._fanout = Histogram(
+            "realtime_broadcast_fanout_sockets",
+            "Sockets of this node one broadcast or private message was delivered to",
+            ["node"], registry=self.registry, buckets=FANOUT_BUCKETS)
 
     def refused_handshake(self, reason: str, address: str) -> None:
         """Count a refused CONNECT (by reason) for /metrics and the aggregate log line."""
@@ -106,31 +131,61 @@ class Metrics:
     def value(self, name: str, **labels: str) -> float:
         return self._counters.get(name, {}).get(tuple(sorted(labels.items())), 0)
 
+    def observe_event(self, event: str, seconds: float) -> None:
+        self._event_seconds.labels(self.node, event).observe(seconds)
+
+    def observe_fanout(self, sockets: int) -> None:
+        self._fanout.labels(self.node).observe(sockets)
+
     def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         self._gauges[name] = (help_text, read)
 
+    def labelled_gauge(self, name: str, help_text: str, labels: tuple[str, ...],
+                       read: LabelledRead) -> None:
+        """A gauge with one series per label values: ``read()`` gives (values, value)."""
+        self._labelled[name] = (help_text, labels, read)
+
     def render(self, fleet: dict[str, tuple[str, float]] | None = None) -> str:
         """The exposition text; ``fleet``: name -> (help, value) of fleet-wide gauges."""
-        node = (("node", self.node),) if self.node else ()
+        self._fleet = fleet or {}
+        try:
+            return generate_latest(self.registry).decode()
+        finally:
+            self._fleet = {}
 
-        def series_line(name: str, labels: tuple[tuple[str, str], ...], value: float) -> str:
-            label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-            suffix = f"{{{label_text}}}" if label_text else ""
-            return f"{name}{suffix} {value:g}"
 
-        lines: list[str] = []
-        for name, (kind, help_text) in _HELP.items():
-            lines.append(f"# HELP {name} {help_text}")
-            lines.append(f"# TYPE {name} {kind}")
-            series = self._counters.get(name) or {(): 0}
+LabelledRead = Callable[[], Iterable[tuple[tuple[str, ...], float]]]
+#: Event handling: from a cached token bucket (microseconds) to a Redis stall (seconds).
+EVENT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                 5.0)
+FANOUT_BUCKETS = (0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000)
+
+
+class _Collector(Collector):
+    """Hands the counters and gauges of ``Metrics`` to the registry at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        metrics = self.metrics
+        node = (("node", metrics.node),) if metrics.node else ()
+        for name, (_kind, help_text) in _HELP.items():
+            series = metrics._counters.get(name) or {(): 0}
+            label_names = [k for k, _ in node] + sorted({k for key in series for k, _ in key})
+            family = CounterMetricFamily(name, help_text, labels=label_names)
             for labels, value in sorted(series.items()):
-                lines.append(series_line(name, (*node, *labels), value))
-        for name, (help_text, read) in self._gauges.items():
-            lines.append(f"# HELP {name} {help_text}")
-            lines.append(f"# TYPE {name} gauge")
-            lines.append(series_line(name, node, read()))
-        for name, (help_text, value) in (fleet or {}).items():
-            lines.append(f"# HELP {name} {help_text}")
-            lines.append(f"# TYPE {name} gauge")
-            lines.append(series_line(name, (), value))
-        return "\n".join(lines) + "\n"
+                given = dict((*node, *labels))
+                family.add_metric([given.get(k, "") for k in label_names], value)
+            yield family
+        for name, (help_text, read) in metrics._gauges.items():
+            gauge = GaugeMetricFamily(name, help_text, labels=[k for k, _ in node])
+            gauge.add_metric([v for _, v in node], read())
+            yield gauge
+        for name, (help_text, labels, read_labelled) in metrics._labelled.items():
+            gauge = GaugeMetricFamily(name, help_text, labels=[*(k for k, _ in node), *labels])
+            for values, value in read_labelled():
+                gauge.add_metric([*(v for _, v in node), *values], value)
+            yield gauge
+        for name, (help_text, value) in metrics._fleet.items():
+            yield GaugeMetricFamily(name, help_text, value=value)

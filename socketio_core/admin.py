@@ -787,3 +787,35 @@ def instrument(
         stats_interval=stats_interval)
     io._admin_instrumentation = instrumentation  # type: ignore[attr-defined]
     return instrumentation
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m socketio_core.admin hash``: a bcrypt hash of a password read from the
+    terminal (or stdin), for ``auth={"password": ...}`` or the gateway's
+    ADMIN_UI_PASSWORD_HASH: the password itself never goes into the environment."""
+    import argparse
+    import getpass
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m socketio_core.admin")
+    parser.add_argument("command", choices=["hash"], help="hash: print a bcrypt hash")
+    parser.parse_args(argv)
+    try:
+        import bcrypt
+    except ImportError:
+        print("needs the bcrypt package: pip install 'realtime-socketio[admin]'",
+              file=sys.stderr)
+        return 2
+    if sys.stdin.isatty():
+        password = getpass.getpass("Admin UI password: ")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        print("empty password", file=sys.stderr)
+        return 2
+    print(bcrypt.hashpw(password.encode(), bcrypt.gensalt(12)).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

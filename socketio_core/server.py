@@ -101,6 +101,11 @@ class Server:
         self._parent_nsps.append(parent)
         return parent
 
+    @property
+    def namespaces(self) -> list[Namespace]:
+        """The namespaces that exist now (dynamic ones once a client connected to them)."""
+        return list(self._nsps.values())
+
     async def _match_dynamic(self, name: str, auth: dict[str, Any]) -> Namespace | None:
         for parent in list(self._parent_nsps):
             try:

@@ -265,3 +265,49 @@ def test_main_reports_config_errors_and_exits_2(
         main(["--port", "99999"])
     assert info.value.code == 2
     assert "PORT" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- fleet (issue 10)
+
+FLEET_BASE = {"JWT_SECRET": SECRET}
+
+
+def test_fleet_defaults() -> None:
+    alone = load_config([], FLEET_BASE)
+    assert (alone.socket_adapter, alone.connection_recovery, alone.shutdown_timeout,
+            alone.node_id) == ("memory", 120.0, 10.0, "")
+    fleet = load_config([], {**FLEET_BASE, "REDIS_URL": "redis://r:6379/0"})
+    assert fleet.socket_adapter == "redis-streams"  # the one that recovers across nodes
+
+
+@pytest.mark.parametrize(("env", "url"), [
+    ({"REDIS_HOST": "cache"}, "redis://cache:6379"),
+    ({"REDIS_HOST": "cache", "REDIS_PORT": "6380"}, "redis://cache:6380"),
+    ({"REDIS_HOST": "::1", "REDIS_PASSWORD": "p@ss:/w"}, "redis://:p%40ss%3A%2Fw@[::1]:6379"),
+    # REDIS_URL wins over the seed's names
+    ({"REDIS_URL": "redis://u:6379/2", "REDIS_HOST": "cache"}, "redis://u:6379/2"),
+])
+def test_the_seeds_redis_names(env: dict[str, str], url: str) -> None:
+    config = load_config([], {**FLEET_BASE, **env})
+    assert config.redis_url == url and config.socket_adapter == "redis-streams"
+
+
+@pytest.mark.parametrize(("env", "error"), [
+    ({"SOCKET_ADAPTER": "kafka"}, "SOCKET_ADAPTER must be one of memory, redis, redis-sharded"),
+    ({"SOCKET_ADAPTER": "redis"}, "SOCKET_ADAPTER=redis needs Redis"),
+    ({"CONNECTION_RECOVERY_MS": "-1"}, "CONNECTION_RECOVERY_MS must be between"),
+    ({"SHUTDOWN_TIMEOUT_MS": "soon"}, "SHUTDOWN_TIMEOUT_MS must be an integer"),
+    ({"NODE_ID": "a\nb"}, "NODE_ID must be at most 128 printable characters"),
+    ({"REDIS_HOST": "cache", "REDIS_PORT": "0"}, "REDIS_PORT must be between"),
+])
+def test_fleet_settings_are_validated(env: dict[str, str], error: str) -> None:
+    with pytest.raises(ConfigError, match=error):
+        load_config([], {**FLEET_BASE, **env})
+
+
+def test_fleet_settings_in_units() -> None:
+    config = load_config(["--connection-recovery-ms", "0", "--node-id", "eu-1"],
+                         {**FLEET_BASE, "REDIS_HOST": "cache", "SOCKET_ADAPTER": "redis-sharded",
+                          "SHUTDOWN_TIMEOUT_MS": "2500"})
+    assert (config.connection_recovery, config.node_id, config.socket_adapter,
+            config.shutdown_timeout) == (0.0, "eu-1", "redis-sharded", 2.5)

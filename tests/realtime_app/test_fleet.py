@@ -171,3 +171,30 @@ async def test_graceful_stop_finishes_handlers_in_flight(
         return not alice.connected or bool(alice.sio.eio.state != "connected")
 
     await eventually(dropped)
+
+
+async def test_a_lost_delivery_is_resent_once_the_cluster_is_back(
+    gateway_factory: GatewayFactory, adapter: str
+) -> None:
+    # The hand-over of a stored message to the other nodes is lost (as when Redis went
+    # away for a moment): the sender's node sees its publish fail and asks every node to
+    # resend its sockets their inboxes; the target gets it, once, while connected.
+    one, two = await fleet(gateway_factory, adapter)
+    bob = await one.connect("bob")
+    alice = await two.connect("alice")
+    first = await alice.call("private-message", {"targetUserId": "bob", "message": "one"})
+    assert (await bob.next("private-message"))["id"] == first["id"]  # in flight until acked
+    io = two.app.io
+    sent = io.server_side_emit
+
+    def lose_it(event: str, *args: Any) -> None:
+        two.app.adapter.stats.publish_errors += 1  # what the adapter counts when it fails
+
+    io.server_side_emit = lose_it  # type: ignore[method-assign]
+    answer = await alice.call("private-message", {"targetUserId": "bob", "message": "two"})
+    io.server_side_emit = sent  # type: ignore[method-assign]
+    assert answer["success"] is True
+    got = await bob.next("private-message", timeout=10)
+    assert (got["id"], got["message"]) == (answer["id"], "two")
+    await bob.quiet("private-message", 1.5)  # "one" was acked, "two" comes once
+    assert one.metric("realtime_inbox_resyncs_total") == 1

@@ -274,21 +274,26 @@ async def test_metrics_text(gw: Harness) -> None:
     await alice.call("private-message", {"targetUserId": "bob", "message": "spam"})
     status, headers, text = await gw.http("GET", "/metrics", key=None)
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
-    node = f'node="{gw.app.gateway.node_id}"'  # every per-node series says which node
+    # every per-node series says which node (prometheus_client sorts label names)
+    node = f'node="{gw.app.gateway.node_id}"'
     for line in (
         "# TYPE realtime_connections_total counter",
-        f"realtime_connections_total{{{node}}} 1",
-        f'realtime_events_total{{{node},event="join-room"}} 1',
-        f'realtime_events_total{{{node},event="private-message"}} 1',
-        f'realtime_rejections_total{{{node},reason="invalid_token"}} 1',
-        f'realtime_rejections_total{{{node},reason="banned_words"}} 1',
-        f"realtime_rate_limit_hits_total{{{node}}} 0",
-        f"realtime_stored_messages_total{{{node}}} 0",
-        f"realtime_stored_messages_refused_total{{{node}}} 0",
-        f"realtime_store_errors_total{{{node}}} 0",
+        f"realtime_connections_total{{{node}}} 1.0",
+        f'realtime_events_total{{event="join-room",{node}}} 1.0',
+        f'realtime_events_total{{event="private-message",{node}}} 1.0',
+        f'realtime_rejections_total{{{node},reason="invalid_token"}} 1.0',
+        f'realtime_rejections_total{{{node},reason="banned_words"}} 1.0',
+        f"realtime_rate_limit_hits_total{{{node}}} 0.0",
+        f"realtime_stored_messages_total{{{node}}} 0.0",
+        f"realtime_stored_messages_refused_total{{{node}}} 0.0",
+        f"realtime_store_errors_total{{{node}}} 0.0",
         "# TYPE realtime_connected_sockets gauge",
-        f"realtime_connected_sockets{{{node}}} 1",
-        "realtime_fleet_online_users 1",  # fleet-wide: no node label
+        f"realtime_connected_sockets{{{node}}} 1.0",
+        "realtime_fleet_online_users 1.0",  # fleet-wide: no node label
+        # prometheus_client's: histograms, per-namespace gauges, the process collector
+        f'realtime_event_handling_seconds_count{{event="join-room",{node}}} 1.0',
+        f'realtime_namespace_sockets{{namespace="/",{node}}} 1.0',
+        "# TYPE process_resident_memory_bytes gauge",
     ):
         assert line in text.splitlines(), line
 

@@ -446,9 +446,10 @@ async def test_recovery_ours_to_node(make_ours: Any, spawn: Any, redis: Any,
     await recovery_across(emit, client, redis, names, port)
 
 
-async def test_recovery_after_sigkill(make_ours: Any, spawn: Any, redis: Any,
-                                      names: Names) -> None:
-    """Beyond Node: the session of a connected socket is in Redis before any disconnect."""
+async def killed_node_missed_events(make_ours: Any, spawn: Any, redis: Any,
+                                    names: Names) -> tuple[Server, Any]:
+    """A client on node A (a child process) got "before"; A is killed (SIGKILL); node B
+    emits "missed" 1-3 meanwhile. Returns (B, the client, still disconnected)."""
     killed = await spawn(sys.executable, "-m", "tests.socketio_core.streams_node", REDIS_URL,
                          names.stream, names.prefix, names.session, "30", cwd=ROOT)
     assert killed.proc.stdout is not None
@@ -456,8 +457,7 @@ async def test_recovery_after_sigkill(make_ours: Any, spawn: Any, redis: Any,
     killed._reader.cancel()
     line = await asyncio.wait_for(killed.proc.stdout.readline(), WAIT)
     assert line.startswith(b"LISTENING "), line
-    port_a = int(line.split()[1])
-    client = await npm_client(spawn, port_a, ["r1"])
+    client = await npm_client(spawn, int(line.split()[1]), ["r1"])
     b.to("r1").emit("before", 0)
     await client.got(1)
 
@@ -471,13 +471,34 @@ async def test_recovery_after_sigkill(make_ours: Any, spawn: Any, redis: Any,
     await client.lines.wait_for(lambda i: i.get("kind") == "disconnect", "disconnect")
     for i in range(1, 4):
         b.to("r1").emit("missed", i)
-    client.lines.send(op="switch", url=f"http://127.0.0.1:{b.port}")
+    return b, client
+
+
+async def recovers_on(node: Server, client: Any) -> None:
+    client.lines.send(op="switch", url=f"http://127.0.0.1:{node.port}")
     again = await client.connected(2)
     assert again["recovered"] is True
-    b.to("r1").emit("after", 9)
+    node.to("r1").emit("after", 9)
     events = await client.got(5)
     assert strip_offsets(events) == [["before", 0], ["missed", 1], ["missed", 2],
                                      ["missed", 3], ["after", 9]]
+
+
+async def test_recovery_after_sigkill(make_ours: Any, spawn: Any, redis: Any,
+                                      names: Names) -> None:
+    """Beyond Node: the session of a connected socket is in Redis before any disconnect."""
+    b, client = await killed_node_missed_events(make_ours, spawn, redis, names)
+    await recovers_on(b, client)
+
+
+async def test_recovery_after_the_whole_fleet_restarted(make_ours: Any, spawn: Any,
+                                                       redis: Any, names: Names) -> None:
+    """Node A is killed, B emits, B stops too; a fresh node C (nothing in memory) recovers
+    the client from what is in Redis alone: the session and the stream."""
+    b, client = await killed_node_missed_events(make_ours, spawn, redis, names)
+    await asyncio.sleep(0.2)  # written to the stream before B goes
+    await asyncio.wait_for(b.stop(), WAIT)
+    await recovers_on(await make_ours(recovery=30), client)
 
 
 async def test_client_that_leaves_has_no_session(make_ours: Any, spawn: Any, redis: Any,
