@@ -47,6 +47,8 @@ async function openAs(user) {
   await field.fill(users[user].token);
   await page.getByTestId("login-button").click();
   await page.locator('[data-testid="status"].connected').waitFor({ state: "visible" });
+  // The user id comes with the gateway's "connected" event, a moment after the connection.
+  await page.getByTestId("me").filter({ hasText: users[user].id }).waitFor({ state: "visible" });
   const status = (await page.getByTestId("status").innerText()).replace(/\s+/g, " ").trim();
   const me = await page.getByTestId("me").innerText();
   const cookies = (await context.cookies()).map((c) => `${c.name}=${c.value}`);
