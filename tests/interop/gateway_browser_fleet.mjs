@@ -10,7 +10,7 @@
 // the service API (through the balancer) notifies bob; /stats says where the sockets are.
 // With killPid (the pid of alice's node): that node is killed (SIGKILL), bob sends alice a
 // message at once, and alice's page, reconnected through the balancer to the other node,
-// shows it once.
+// shows it once and says that it recovered its session.
 // Prints one JSON line: {"ok": true, ...observations} (exit 0) or {"ok": false, "error"}.
 
 import { finish, launchChromium, loopbackContext, observed, startWatchdog } from "./browser_run.mjs";
@@ -108,6 +108,9 @@ async function main() {
     const moved = alice.page.getByTestId("message").filter({ hasText: text2 });
     await moved.waitFor({ state: "visible", timeout: STEP * 2 });
     await alice.page.locator('[data-testid="status"].connected').waitFor({ state: "visible" });
+    const recovery = alice.page.getByTestId("recovery");
+    await recovery.waitFor({ state: "visible" });
+    observed.aliceRecovery = (await recovery.innerText()).replace(/\s+/g, " ").trim();
     await alice.page.waitForTimeout(1000); // a second copy would be shown by now
     observed.text2 = text2;
     observed.aliceMovedMessages = await moved.count();

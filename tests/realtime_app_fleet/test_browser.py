@@ -4,7 +4,8 @@ The fleet has a shared JWT_SECRET (no development mode): the page asks for a tok
 test gives each user one. Each browser context starts with HAProxy's cookie SERVERID=node1
 (alice) or node2 (bob), so alice's private message and the service API's notification
 cross nodes to reach bob's page. Then alice's node is killed (SIGKILL) and bob sends her a
-message: her page reconnects through the balancer and shows it once.
+message: her page reconnects through the balancer, says it recovered its session, and shows
+the message once.
 ``tests/interop/gateway_browser_fleet.mjs`` drives it.
 """
 
@@ -74,5 +75,6 @@ def test_page_through_the_balancer_message_between_nodes() -> None:
     # Alice's node was killed: her page reconnected through the balancer, to node 2, and
     # shows bob's message sent meanwhile, once.
     assert result["aliceMovedMessages"] == 1, result
+    assert result["aliceRecovery"] == "· reconnected: recovered", result["aliceRecovery"]
     assert result["aliceStatusAfter"].startswith("Connected as"), result["aliceStatusAfter"]
     assert sockets_per_node(result["statsAfter"]["body"]) == {"node2": 2}, result["statsAfter"]
