@@ -304,7 +304,7 @@ def _refuse_sync_client(client: Any) -> None:
     # A synchronous client would publish, then fail on ``await``: refuse it up front.
     try:
         import redis
-    except ImportError:  # pragma: no cover - redis is a dependency of the project
+    except ImportError:  # pragma: no cover - the [redis] extra: then not a redis client
         return
     sync_types = tuple(
         t for t in (getattr(redis, "Redis", None), getattr(redis, "RedisCluster", None)) if t
