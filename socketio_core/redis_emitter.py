@@ -67,7 +67,7 @@ _SERVER_SIDE_EMIT = 6
 
 _INSTALL_HINT = (
     "the Redis emitter encodes broadcasts with msgpack; install it with "
-    "`pip install realtime-socketio[msgpack]` (or `pip install msgpack`), or pass parser="
+    "`pip install realtime-socketio[redis]` (or `pip install msgpack`), or pass parser="
 )
 _MAX_DEPTH = 100  # containers nested deeper are refused (a cycle would recurse forever)
 _UINT64_END = 2**64
