@@ -46,7 +46,9 @@ BUNDLES = {
         "socket.io.js", "socket.io.js.map", "socket.io.min.js", "socket.io.min.js.map",
         "socket.io.esm.min.js", "socket.io.esm.min.js.map", "socket.io.msgpack.min.js",
         "socket.io.msgpack.min.js.map", "LICENSE", "BUNDLE.json"}),
+    "socketio_core/admin_ui": ("@socket.io/admin-ui", {"index.html", "LICENSE", "BUNDLE.json"}),
 }
+LOCKS = {"vue": WEB_DIR, "socket.io-client": WEB_DIR, "@socket.io/admin-ui": INTEROP_DIR}
 #: extra -> code that must work once it is installed
 EXTRAS = {
     "uvloop": "import uvloop, engineio_core; engineio_core.run(uvloop.Loop.__name__ and "
@@ -59,14 +61,18 @@ EXTRAS = {
              "from socketio_core import Server; Server(adapter=create_adapter(client))",
     "msgpack": "from socketio_core.msgpack_parser import MsgPackParser; "
                "from socketio_core import Server; Server(parser=MsgPackParser())",
+    # The Admin UI's files ship in the package: serve_ui_at works from an empty folder.
     "admin": "import bcrypt; from socketio_core import Server; from socketio_core.admin "
-             "import instrument; instrument(Server(), auth={'type': 'basic', 'username': 'a', "
-             "'password': bcrypt.hashpw(b'p', bcrypt.gensalt(4)).decode()})",
+             "import instrument, default_ui_dir, _PACKAGED_UI_DIR; "
+             "instrument(Server(), auth={'type': 'basic', 'username': 'a', "
+             "'password': bcrypt.hashpw(b'p', bcrypt.gensalt(4)).decode()}, "
+             "mode='production', serve_ui_at='/admin/'); "
+             "assert default_ui_dir() == _PACKAGED_UI_DIR, default_ui_dir()",
 }
 
 
 def locked_version(package: str) -> str:
-    lock = json.loads((WEB_DIR / "package-lock.json").read_text())
+    lock = json.loads((LOCKS[package] / "package-lock.json").read_text())
     return lock["packages"][f"node_modules/{package}"]["version"]
 
 
@@ -100,8 +106,10 @@ def dists(workdir: Path) -> dict[str, Path]:
         import build  # noqa: F401
     except ImportError:
         pytest.skip("the build package is missing (it is in the dev extra)")
-    if not (WEB_DIR / "node_modules" / "vue").is_dir():
-        pytest.skip("web/node_modules is missing (cd web && npm ci): the bundles come from it")
+    for npm_dir in (WEB_DIR, INTEROP_DIR):
+        if not (npm_dir / "node_modules").is_dir():
+            pytest.skip(f"{npm_dir}/node_modules is missing (npm ci there): the bundles come "
+                        "from it")
     out = workdir / "dist"
     proc = run([sys.executable, "-m", "build", "--outdir", str(out), str(REPO_ROOT)],
                timeout=BUILD_TIMEOUT, env=clean_env())
@@ -162,6 +170,9 @@ def test_the_sdist_and_the_wheel_carry_the_pinned_bundles(dists: dict[str, Path]
         assert bundle["version"] == locked_version(package)
         assert bundle["license"] == "MIT" and bundle["integrity"].startswith("sha512-")
     assert page_vue == (WEB_DIR / "node_modules/vue/dist/vue.esm-browser.prod.js").read_bytes()
+    admin_ui = {n for n in wheel_names if n.startswith("socketio_core/admin_ui/")}
+    assert any(n.endswith(".js") for n in admin_ui) and any(n.endswith(".css") for n in admin_ui)
+    assert not any(n.endswith(".map") for n in admin_ui)  # source maps stay out (3 MB)
     # The library and its typing marker; no tests in the wheel.
     assert {"engineio_core/py.typed", "socketio_core/py.typed",
             "realtime_app/py.typed", "realtime_app/static/index.html"} <= wheel_names
