@@ -9,8 +9,8 @@ that ``web/package-lock.json`` pins (``npm ci`` in ``web/`` installs them):
 * ``socketio_core/client-dist/``: the ``dist`` files of ``socket.io-client`` and its
   ``LICENSE`` (the page's ``/vendor/socket.io.js`` is its ``socket.io.esm.min.js``);
 * ``socketio_core/admin_ui/``: the built Admin UI (``ui/dist`` of ``@socket.io/admin-ui``,
-  without its source maps) and its ``LICENSE``, for ``instrument(..., serve_ui_at=...)``.
-  It is pinned by ``tests/interop/package-lock.json`` (``npm ci`` in ``tests/interop/``).
+  without its source maps) and its ``LICENSE``, for ``instrument(..., serve_ui_at=...)``
+  and the gateway's ADMIN_UI_PATH.
 
 Each folder gets a ``BUNDLE.json`` that says which package, version and lock integrity the
 files came from. The files are written into the build trees only (the wheel's
@@ -32,7 +32,6 @@ from setuptools.errors import SetupError
 
 ROOT = Path(__file__).resolve().parent
 WEB = ROOT / "web"
-INTEROP = ROOT / "tests" / "interop"
 
 #: folder in the package -> (npm folder with the lock, npm package,
 #: {file or folder/ in the npm package: name in the folder}); a folder is copied whole,
@@ -51,7 +50,7 @@ BUNDLES: dict[str, tuple[Path, str, dict[str, str]]] = {
         )},
         "LICENSE": "LICENSE",
     }),
-    "socketio_core/admin_ui": (INTEROP, "@socket.io/admin-ui", {
+    "socketio_core/admin_ui": (WEB, "@socket.io/admin-ui", {
         "ui/dist/": ".",
         "LICENSE": "LICENSE",
     }),
