@@ -135,6 +135,7 @@ class RequestResponder(Responder, Protocol):
 
 AllowRequest = Callable[[Request], "bool | Awaitable[bool | None] | None"]
 HttpHandler = Callable[[Request], Awaitable[HttpResponse]]
+PathFileHandler = Callable[[Request], "HttpResponse | None"]
 
 
 class EngineServer:
@@ -223,6 +224,9 @@ class EngineServer:
         self.allow_missing_origin = allow_missing_origin
         self._head_limiter: HeadLimiter | None = None  # made by http.py on first use
         self.http_handler = http_handler
+        #: Files served under ``path`` before the engine looks at a request (Socket.IO's
+        #: ``serve_client``): returns an answer, or None to let the engine answer.
+        self.path_file_handler: PathFileHandler | None = None
         #: After many sessions closed, collect garbage and trim the heap once (see _reclaim).
         self.reclaim_memory = reclaim_memory
         self._closed_since_reclaim = 0
@@ -320,6 +324,12 @@ class EngineServer:
                 responder.respond(204, [("Content-Length", "0")], b"")
                 return
             responder.extra_headers = cors.response_headers(request.origin)
+        if self.path_file_handler is not None:
+            # Before the origin guard, as Node does: a script is not a session.
+            found = self.path_file_handler(request)
+            if found is not None:
+                responder.respond(found.status, found.headers, found.body)
+                return
         if not self._origin_allowed(request):
             self._abort_request(request, responder, FORBIDDEN)
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import ipaddress
 import os
 import re
@@ -378,6 +379,9 @@ def load_config(
         values["redis_url"] = v
     elif (v := given("REDIS_HOST")) is not None:
         values["redis_url"] = _redis_url_from_parts(v, given("REDIS_PORT"), given("REDIS_PASSWORD"))
+    if "redis_url" in values and importlib.util.find_spec("redis") is None:
+        # redis is an extra: a package installed without it must say so, not crash later.
+        raise ConfigError("Redis needs the redis package: pip install 'realtime-socketio[redis]'")
     if (v := given("REDIS_PREFIX")) is not None:
         values["redis_prefix"] = v
     for key, name in (("PING_INTERVAL", "ping_interval"), ("PING_TIMEOUT", "ping_timeout"),

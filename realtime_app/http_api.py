@@ -15,6 +15,7 @@ import orjson
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from engineio_core import CorsOptions, HttpResponse, Request
+from socketio_core.client_bundle import PACKAGED_DIR as CLIENT_PACKAGED_DIR
 
 from .auth import Authenticator
 from .config import Config
@@ -100,6 +101,10 @@ def _is_loopback_host_header(value: str | None) -> bool:
         return False
 
 
+def _packaged_or(packaged: Path, checkout: Path) -> Path:
+    return packaged if packaged.is_file() else checkout
+
+
 class HttpApi:
     def __init__(self, config: Config, gateway: Gateway, auth: Authenticator) -> None:
         self.config = config
@@ -111,10 +116,14 @@ class HttpApi:
                                 methods=("GET", "POST", "PUT", "DELETE"),
                                 allowed_headers=("Authorization", "Content-Type"), max_age=600)
         web_dir = Path(config.web_dir) if config.web_dir else Path.cwd() / "web"
+        # The copies an installed package ships (see setup.py) first, else web/'s npm.
         self.assets = {
-            "/vendor/vue.js": web_dir / "node_modules/vue/dist/vue.esm-browser.prod.js",
-            "/vendor/socket.io.js":
-                web_dir / "node_modules/socket.io-client/dist/socket.io.esm.min.js",
+            "/vendor/vue.js": _packaged_or(
+                STATIC_DIR / "vendor/vue.esm-browser.prod.js",
+                web_dir / "node_modules/vue/dist/vue.esm-browser.prod.js"),
+            "/vendor/socket.io.js": _packaged_or(
+                CLIENT_PACKAGED_DIR / "socket.io.esm.min.js",
+                web_dir / "node_modules/socket.io-client/dist/socket.io.esm.min.js"),
             "/app.js": STATIC_DIR / "app.js",
             "/style.css": STATIC_DIR / "style.css",
             "/": STATIC_DIR / "index.html",

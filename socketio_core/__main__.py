@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--recovery", type=int, metavar="MS", default=0,
                         help="enable connection state recovery with this max disconnection")
     parser.add_argument("--parser", choices=("json", "msgpack"), default="json")
+    parser.add_argument("--serve-client", action="store_true",
+                        help="serve the browser client at <path>socket.io.js (as Node does)")
     parser.add_argument("--log-level", default="WARNING")
     return parser.parse_args(argv)
 
@@ -55,6 +57,7 @@ def build(args: argparse.Namespace) -> Server:
             if args.recovery else None
         ),
         parser=parser,
+        serve_client=args.serve_client,
     )
 
     def on_connection(socket: Socket) -> None:

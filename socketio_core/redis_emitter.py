@@ -67,7 +67,7 @@ _SERVER_SIDE_EMIT = 6
 
 _INSTALL_HINT = (
     "the Redis emitter encodes broadcasts with msgpack; install it with "
-    "`pip install realtime-socketio[msgpack]` (or `pip install msgpack`), or pass parser="
+    "`pip install realtime-socketio[redis]` (or `pip install msgpack`), or pass parser="
 )
 _MAX_DEPTH = 100  # containers nested deeper are refused (a cycle would recurse forever)
 _UINT64_END = 2**64
@@ -304,7 +304,7 @@ def _refuse_sync_client(client: Any) -> None:
     # A synchronous client would publish, then fail on ``await``: refuse it up front.
     try:
         import redis
-    except ImportError:  # pragma: no cover - redis is a dependency of the project
+    except ImportError:  # pragma: no cover - the [redis] extra: then not a redis client
         return
     sync_types = tuple(
         t for t in (getattr(redis, "Redis", None), getattr(redis, "RedisCluster", None)) if t

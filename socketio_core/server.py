@@ -42,7 +42,10 @@ class Server:
         await io.serve("127.0.0.1", 3000)
 
     Times are in seconds. Extra keyword arguments configure the Engine.IO server (see
-    ``engineio_core.EngineServer``) when ``engine`` is not given.
+    ``engineio_core.EngineServer``) when ``engine`` is not given. ``serve_client=True``
+    serves the browser client at ``<path>socket.io.js`` (``.min.js``, ``.esm.min.js``,
+    ``.msgpack.min.js`` and their ``.map``) as Node's ``serveClient`` does (see
+    ``socketio_core.client_bundle``).
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class Server:
         connection_state_recovery: RecoveryOptions | bool | None = None,
         max_concurrent_handlers: int | None = 16,
         attachment_timeout: float = 30.0,
+        serve_client: bool = False,
         **engine_options: Any,
     ) -> None:
         if engine is None:
@@ -63,6 +67,11 @@ class Server:
         elif engine_options or path is not None:
             raise TypeError("with engine=..., give path and engine options to the EngineServer")
         self.engine = engine
+        if serve_client:
+            # Node's serveClient (on by default there; opt-in here).
+            from .client_bundle import ClientBundle
+
+            engine.path_file_handler = ClientBundle(engine.path)
         self.connect_timeout = connect_timeout
         #: Handler coroutines in flight per connection before it is read no more (None:
         #: no bound). See ``Client.spawn_handler``.

@@ -634,7 +634,7 @@ async def test_a_client_that_does_not_await_is_refused() -> None:
 
 def test_without_msgpack_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "msgpack", None)  # makes ``import msgpack`` fail
-    with pytest.raises(ImportError, match=r"realtime-socketio\[msgpack\]"):
+    with pytest.raises(ImportError, match=r"realtime-socketio\[redis\]"):
         Emitter(FakeRedis())
     Emitter(FakeRedis(), parser=json_parser())  # a custom parser needs no msgpack
 
