@@ -3,7 +3,7 @@
 The script runs in its own session with free ports, a Redis port nobody uses (so it starts
 its own redis-server there) and a temporary state folder; Ctrl-C is simulated the way a
 terminal sends it, SIGINT to the whole foreground process group. Afterwards no process of
-that group is left.
+that group is left, the nodes (in sessions of their own) are gone and no port answers.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -44,6 +45,17 @@ def free_ports_in_a_row(count: int) -> int:
                 continue
             return base
     raise RuntimeError("no run of free ports")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purpose (its parent, the script, has exited).
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    return False
 
 
 def group_alive(pgid: int) -> bool:
@@ -122,6 +134,11 @@ def test_cluster_script_starts_a_fleet_and_ctrl_c_stops_everything() -> None:
         shutil.rmtree(state, ignore_errors=True)
         wait_until(lambda: not group_alive(pgid), 10, "every process of the fleet to be gone")
     assert code == 130, f"exit code {code}:\n{''.join(output)}"
+    # The nodes run in sessions of their own (so that the script stops them in order): gone too.
+    node_pids = [int(p) for p in re.findall(r"node\d+ pid (\d+)", "".join(output))]
+    assert len(node_pids) == 3, "".join(output)
+    for pid in node_pids:
+        wait_until(lambda pid=pid: not pid_alive(pid), 5, f"node pid {pid} to be gone")
     assert "stopping: redis node1 node2 node3 haproxy" in "".join(output)
     for port in (public, base, base + 1, base + 2, redis_port):
         with socket.socket() as s, contextlib.suppress(OSError):

@@ -8,6 +8,7 @@ the first response sets the ``SERVERID`` cookie that makes long-polling sticky.
 from __future__ import annotations
 
 import http.client
+import time
 from pathlib import Path
 
 from .fleet import HAPROXY_CONFIG, Fleet, render_haproxy_config, wait_until
@@ -94,3 +95,21 @@ def test_health_checks_take_a_dead_node_out_and_put_it_back(fleet: Fleet) -> Non
     fleet.haproxy.wait_states({"node1": "UP", "node2": "UP"}, timeout=10)
     wait_until(lambda: raw_get(fleet.haproxy.port, "/healthz", "SERVERID=node2")[0] == 200,
                5, "node2 through the balancer")
+
+
+def test_an_idle_fleet_stays_ready(fleet: Fleet) -> None:
+    """No traffic for 15 s (three of the streams reader's 5 s blocking reads): every node
+    keeps answering /readyz 200 and HAProxy keeps every node in."""
+    assert fleet.haproxy is not None
+    started = time.monotonic()
+    not_ready: list[str] = []
+    while (elapsed := time.monotonic() - started) < 15:
+        for node in fleet.nodes:
+            status = node.readyz()
+            if status != 200:
+                not_ready.append(f"{node.name} {status} at +{elapsed:.1f} s")
+        time.sleep(0.1)
+    states = fleet.haproxy.states()
+    logs = "\n".join(node.log(1500) for node in fleet.nodes)
+    assert not not_ready, f"/readyz failed on an idle fleet: {not_ready[:10]}\n{logs}"
+    assert set(states.values()) == {"UP"}, states
