@@ -53,7 +53,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--gateway-pairs", type=int,
                      help="gateway-pm: sender/receiver pairs (default 20)")
     run.add_argument("--gateway-window", type=int,
-                     help="gateway-pm: acked messages in flight per sender (default 4)")
+                     help="gateway-pm: acked messages in flight per sender (default 2)")
+    run.add_argument("--ours-src", help="run our server from this folder's engineio_core, "
+                     "socketio_core and realtime_app (A/B experiments) instead of a copy of "
+                     "the work tree's")
     run.add_argument("--cases", help="comma-separated case names to keep (e.g. "
                      "gateway-pm-1node,gateway-pm-2nodes)")
 

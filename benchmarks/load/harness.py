@@ -542,8 +542,12 @@ def run(args: Any) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="socketio-bench-logs-"))
     # Our server runs from a copy of its packages taken now, so that edits to the work tree
     # during a long run cannot mix two versions of the code into one set of results.
-    meta["ours_code"] = code_state()
-    snapshot = snapshot_ours(log_dir / "ours-src")
+    if getattr(args, "ours_src", None):
+        snapshot = Path(args.ours_src).resolve()
+        meta["ours_code"] = f"{snapshot} (--ours-src)"
+    else:
+        meta["ours_code"] = code_state()
+        snapshot = snapshot_ours(log_dir / "ours-src")
     progress.message(f"{total} runs: {len(cases)} cases x {len(servers)} servers x "
                      f"{profile.reps} reps; server on CPU {args.server_cpu}, generator on CPU "
                      f"{args.generator_cpu}; logs in {log_dir}")

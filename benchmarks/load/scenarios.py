@@ -96,7 +96,7 @@ class Profile:
     memory_concurrency: int = 500
     memory_settle: float = 3.0
     gateway_pairs: int = 20
-    gateway_window: int = 4
+    gateway_window: int = 2
     gateway_warmup: float = 3.0
     gateway_duration: float = 10.0
     gateway_latency_duration: float = 2.0
