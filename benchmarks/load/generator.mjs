@@ -1135,6 +1135,11 @@ async function gatewayPm() {
     message_sent_events: messageSentEvents,
     other_events: otherEvents,
     ...redisDelta(redis0, redis1, throughput.operations, throughput.seconds),
+    // the sender's node and the receiver's (the same one with one node)
+    node1_cpu_us_per_op: throughput.server_cpu_s_per_node
+      ? (1e6 * throughput.server_cpu_s_per_node[0]) / throughput.operations : null,
+    node2_cpu_us_per_op: throughput.server_cpu_s_per_node
+      ? (1e6 * throughput.server_cpu_s_per_node[1]) / throughput.operations : null,
     ...throughput,
   };
 }

@@ -292,6 +292,7 @@ def case_nodes(
                 deleted = -1
                 print(f"could not delete the Redis keys {key}:*: {exc}", file=sys.stderr)
             if cleanup is not None:
+                cleanup["redis_prefix"] = f"{key}:"
                 cleanup["redis_keys_deleted"] = deleted
 
 

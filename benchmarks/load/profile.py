@@ -63,6 +63,59 @@ def summarize(collapsed: Path, top: int = 30) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Where a gateway node's time goes: a sample counts for the innermost of these frames on
+#: its stack (so "private-message handler, the rest" is what the handler does besides the
+#: others: validation, the emits, the ack), else for GENERIC_AREAS, else the event loop.
+GATEWAY_AREAS = (
+    ("rate limit (Lua INCR)", "Gateway._within_rate_limit"),
+    ("store_message (Lua)", "RedisStore.store_message"),
+    ("per-minute stats (pipeline)", "Gateway._record_minute"),
+    ("ack: delete the stored copy (Lua)", "Gateway._ack_stored"),
+    ("deliver to the target's sockets", "Gateway._deliver_local"),
+    ("private-message handler, the rest", "Gateway._event_handler.<locals>.handler"),
+    ("adapter writer (XADD, PUBLISH pipeline)", "RedisStreamsAdapterFactory._run_publisher"),
+    ("adapter writer (PUBLISH)", "RedisAdapterFactory._run_publisher"),
+    ("adapter stream reader (XREAD)", "RedisStreamsAdapterFactory._run_reader"),
+    ("adapter pub/sub subscriber", "RedisAdapterFactory._run_subscriber"),
+)
+#: Counted only when none of GATEWAY_AREAS is on the stack. redis-py sends each command
+#: from a task of its own (asyncio.wait_for on Python 3.11), so its writes show up here.
+GENERIC_AREAS = (
+    ("redis-py: sending commands (own task)", "AbstractConnection._send_packed_command"),
+    ("redis-py, other", "redis/"),
+    ("Socket.IO / Engine.IO / WebSocket (reading, writing, acks)", "engineio_core/"),
+    ("Socket.IO / Engine.IO / WebSocket (reading, writing, acks)", "socketio_core/"),
+)
+
+
+def breakdown(collapsed: Path, areas: tuple[tuple[str, str], ...] = GATEWAY_AREAS) -> str:
+    """Shares of the samples by area (see GATEWAY_AREAS); the rest is the event loop."""
+    shares: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        area = "event loop (uvloop, native)"
+        frames = stack.split(";")
+        # Below the event loop only (engineio_core.run is the root of every stack).
+        loop = max((k for k, f in enumerate(frames) if f.startswith("Runner.run ")),
+                   default=-1)
+        frames = frames[loop + 1:]
+        for kinds in (areas, GENERIC_AREAS):
+            found = next((label for frame in reversed(frames) for label, needle in kinds
+                          if needle in frame), None)
+            if found is not None:
+                area = found
+                break
+        shares[area] += n
+    lines = ["by area (innermost match on the stack):"]
+    lines += [f"{100 * n / max(1, total):5.1f}%  {label}" for label, n in shares.most_common()]
+    return "\n".join(lines) + "\n\n"
+
+
 def profile(args: Any) -> int:
     py_spy = find_py_spy()
     if py_spy is None:
@@ -143,7 +196,8 @@ def profile(args: Any) -> int:
     for k, s in enumerate(stems):
         top = s.parent / (s.name + "-top.txt")
         which = f"node {k + 1} of {len(stems)}\n" if len(stems) > 1 else ""
-        top.write_text(header + which + summarize(s.with_suffix(".txt")))
+        areas = breakdown(s.with_suffix(".txt")) if case.app == "gateway" else ""
+        top.write_text(header + which + areas + summarize(s.with_suffix(".txt")))
         tops.append(top)
     progress.finish_step("wrote " + ", ".join(str(t) for t in tops))
     for top in tops:

@@ -179,7 +179,8 @@ def markdown(data: dict[str, Any], charts: list[str]) -> str:
         f"generator to CPU {meta['generator_cpu']} (taskset: {machine['taskset']}). Load "
         f"average at start {meta['loadavg_start']}, at end {meta.get('loadavg_end')}. "
         f"Commit {machine['git_commit']}{dirty}; our server ran from a copy of "
-        f"engineio_core/socketio_core taken at the start ({meta.get('ours_code', '?')}).",
+        f"engineio_core/socketio_core (and realtime_app, the gateway cases') taken at the "
+        f"start ({meta.get('ours_code', '?')}).",
         "",
         "Servers:",
         *(f"- `{name}`: {label}" for name, label in labels.items()),

@@ -57,7 +57,9 @@ def server_command(
             raise ServerError(f"the gateway is our server only, not {name!r}")
         environ["PYTHONPATH"] = str(ours_src or REPO_ROOT)
         environ.update({"HOST": "127.0.0.1", "PORT": "0", **(app_env or {})})
-        return [sys.executable, "-m", "realtime_app"], environ
+        # -P: the packages come from PYTHONPATH (the copy), not from the working directory
+        # (the repository), which ``-m`` would otherwise put first on sys.path.
+        return [sys.executable, "-P", "-m", "realtime_app"], environ
     if name == "ours":
         # ours_src: a folder holding copies of engineio_core and socketio_core (ahead of
         # the editable install on sys.path); the work tree otherwise.
