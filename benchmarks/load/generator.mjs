@@ -5,14 +5,16 @@
 //   node generator.mjs '<json config>'
 //
 // The config names the scenario, the server's port and pid, and the sizes and times;
-// `ports` and `server_pids` (lists) instead name the nodes of a fleet (scenario fanout2):
-// client k connects to ports[k % n], and the server CPU is summed over every pid.
+// `ports` and `server_pids` (lists) instead name the nodes of a fleet (scenarios fanout2,
+// gateway-pm): client k connects to ports[k % n] (gateway-pm: senders to the first node,
+// receivers to the last), and the server CPU is summed over every pid.
 // Everything is bounded: connection phases have deadlines, measurement windows are timed,
 // and a watchdog exits the process after config.deadline seconds whatever happens.
 // Progress goes to stderr as "PROGRESS <text>"; the result is one stdout line
 // "RESULT <json>". CPU is read at the edges of each measurement window: the server's from
 // /proc/<pid>/stat (utime + stime), the generator's from process.cpuUsage().
 
+import crypto from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import { createRequire } from "node:module";
@@ -71,6 +73,22 @@ function serverCpu() {
   return [total, system, each];
 }
 
+// Seconds the servers' main threads spent runnable but waiting for a CPU (summed over the
+// servers; /proc/<pid>/schedstat, second field, ns): other load on their core, or each
+// other when two nodes share it.
+function serverRunqueueWait() {
+  if (!SERVER_PIDS.length) return null;
+  let total = 0;
+  for (const pid of SERVER_PIDS) {
+    try {
+      total += Number(fs.readFileSync(`/proc/${pid}/schedstat`, "utf8").split(" ")[1]) / 1e9;
+    } catch {
+      return null;
+    }
+  }
+  return total;
+}
+
 function serverRssBytes() {
   if (!SERVER_PIDS.length) return null;
   try {
@@ -87,11 +105,13 @@ class Window {
   start() {
     this.t0 = now();
     this.server0 = serverCpu();
+    this.wait0 = serverRunqueueWait();
     this.gen0 = process.cpuUsage();
   }
   stop() {
     this.t1 = now();
     this.server1 = serverCpu();
+    this.wait1 = serverRunqueueWait();
     this.gen1 = process.cpuUsage(this.gen0);
   }
   get seconds() {
@@ -114,6 +134,8 @@ class Window {
       server_cpu_pct: serverCpu === null ? null : (100 * serverCpu) / wall,
       server_cpu_system_pct: serverSystem === null ? null : (100 * serverSystem) / wall,
       server_cpu_us_per_op: serverCpu === null || !operations ? null : (1e6 * serverCpu) / operations,
+      server_runqueue_wait_pct: this.wait0 === null || this.wait1 === null ? null
+        : (100 * (this.wait1 - this.wait0)) / wall,
       generator_cpu_s: genCpu,
       generator_cpu_pct: (100 * genCpu) / wall,
       generator_cpu_system_pct: (100 * genSystem) / wall,
@@ -328,7 +350,8 @@ class RawClient {
     } else if (eio === C_2) {
       this.sendFrame(FRAME_3); // ping -> pong
     } else if (eio === C_0) {
-      this.sendFrame(FRAME_40); // Engine.IO open -> connect to the main namespace
+      // Engine.IO open -> connect to the main namespace (with auth when the handlers say)
+      this.sendFrame(this.h.connectFrame || FRAME_40);
     } else if (eio === C_1) {
       this.close("engine.io close");
     }
@@ -791,7 +814,338 @@ async function memory() {
   };
 }
 
+// ------------------------------------------------------------------ gateway private messages
+
+// A JWT the gateway accepts (HS256 with the secret it was started with).
+function jwtHs256(secret, claims) {
+  const part = (obj) => Buffer.from(JSON.stringify(obj)).toString("base64url");
+  const signed = `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}`;
+  const signature = crypto.createHmac("sha256", secret).update(signed).digest("base64url");
+  return `${signed}.${signature}`;
+}
+
+// INFO cpu + commandstats of the Redis server (one raw RESP round trip), or null. The
+// Redis may be shared with other work: these numbers are upper bounds for the run.
+function redisInfo() {
+  if (!cfg.redis_url) return Promise.resolve(null);
+  let url;
+  try {
+    url = new URL(cfg.redis_url);
+  } catch {
+    return Promise.resolve(null);
+  }
+  if (url.protocol !== "redis:" || url.password) return Promise.resolve(null);
+  return new Promise((resolve) => {
+    let buf = Buffer.alloc(0);
+    const sock = net.connect({ host: url.hostname || "127.0.0.1", port: Number(url.port || 6379) });
+    const done = (value) => {
+      sock.destroy();
+      resolve(value);
+    };
+    sock.setTimeout(2000, () => done(null));
+    sock.on("error", () => done(null));
+    sock.on("connect", () => sock.write("INFO cpu commandstats\r\n"));
+    sock.on("data", (chunk) => {
+      buf = Buffer.concat([buf, chunk]);
+      const nl = buf.indexOf("\r\n");
+      if (nl < 0) return;
+      if (buf[0] !== 0x24) return done(null); // "$<length>": a bulk string
+      const len = Number(buf.toString("latin1", 1, nl));
+      if (buf.length < nl + 2 + len) return;
+      const info = { cpu: 0, calls: {} };
+      for (const line of buf.toString("utf8", nl + 2, nl + 2 + len).split("\r\n")) {
+        if (line.startsWith("used_cpu_sys:") || line.startsWith("used_cpu_user:")) {
+          info.cpu += Number(line.split(":")[1]);
+        } else if (line.startsWith("cmdstat_")) {
+          const match = /^cmdstat_([^:]+):calls=(\d+)/.exec(line);
+          if (match) info.calls[match[1]] = Number(match[2]);
+        }
+      }
+      done(info);
+    });
+  });
+}
+
+function redisDelta(before, after, operations, seconds) {
+  if (!before || !after || !operations) return {};
+  const calls = {};
+  for (const [name, n] of Object.entries(after.calls)) {
+    const per = (n - (before.calls[name] || 0)) / operations;
+    if (per >= 0.01) calls[name] = Math.round(per * 100) / 100;
+  }
+  const cpu = after.cpu - before.cpu;
+  return {
+    redis_cpu_pct: (100 * cpu) / seconds,
+    redis_cpu_us_per_op: (1e6 * cpu) / operations,
+    redis_calls_per_op: calls,
+    redis_calls_per_op_total: Object.values(calls).reduce((a, b) => a + b, 0),
+  };
+}
+
+const MESSAGE_KEY = Buffer.from('"message":"');
+const SUCCESS_TRUE = Buffer.from('"success":true');
+const PRIVATE_MESSAGE = Buffer.from('"private-message"');
+
+// Digits at buf[i..]: [value, index after them].
+function readInt(buf, i, end) {
+  let v = 0;
+  while (i < end && buf[i] >= 0x30 && buf[i] <= 0x39) v = v * 10 + (buf[i++] - 0x30);
+  return [v, i];
+}
+
+// The gateway's private-message path (realtime_app, scenario gateway-pm). `pairs` pairs of
+// users: the sender on the first node, its receiver on the last (the same node when there
+// is one). Each sender keeps `window` acked private-messages in flight to its receiver
+// (closed loop: a message is done when the sender has its ack AND the receiver has it);
+// the receiver acks every private-message, which deletes the stored copy. The message
+// text carries "<n> <send time in us>", so the receipt gives send-to-receipt latency.
+// Phases: warm-up, throughput (`duration`), then `latency_duration` with one message in
+// flight in the whole run (pairs in turn): the latency without queueing.
+async function gatewayPm() {
+  const P = cfg.pairs;
+  let window = cfg.window || 1;
+  const size = cfg.payload_bytes || 100;
+  const nodes = PORTS.length;
+  const receiverNode = nodes - 1;
+  const capacity = cfg.max_samples || 2_000_000;
+  const exp = Math.floor(Date.now() / 1000) + 3600;
+  const run = cfg.run_tag || "b";
+  let measuring = false;
+  let stopped = true;
+  let solo = false; // the latency phase: one message in flight in the whole run
+  let soloNext = 0;
+  let ackMs = new Samples(capacity);
+  let deliveryMs = new Samples(capacity);
+  let acks = 0; // sender acks in the measurement window
+  let completed = 0; // acked and received, in the window
+  let sent = 0;
+  const refusals = {};
+  let refused = 0;
+  let duplicates = 0;
+  let messageSentEvents = 0;
+  const otherEvents = {};
+
+  const count = (table, key) => {
+    table[key] = (table[key] || 0) + 1;
+  };
+  const pairs = [];
+  for (let k = 0; k < P; k++) {
+    pairs.push({
+      k,
+      senderId: `${run}-s${k}`,
+      receiverId: `${run}-r${k}`,
+      next: 1,
+      pending: new Map(), // n -> [send time us, acked, received]
+      inflight: 0,
+      sender: null,
+      receiver: null,
+    });
+  }
+  const pad = (text) => text + " " + "x".repeat(Math.max(0, size - text.length - 1));
+  const send = (pair) => {
+    const n = pair.next++;
+    const t = nowMicros();
+    pair.pending.set(n, [t, false, false]);
+    pair.inflight++;
+    sent++;
+    pair.sender.sendText(`42${n}["private-message",{"targetUserId":"${pair.receiverId}",` +
+      `"message":"${pad(`${n} ${t}`)}"}]`);
+  };
+  const fill = (pair) => {
+    if (solo || stopped) return;
+    while (pair.inflight < window) send(pair);
+  };
+  const sendSolo = () => {
+    if (!stopped) {
+      const pair = pairs[soloNext++ % P];
+      send(pair);
+    }
+  };
+  const finish = (pair, n, entry) => {
+    if (!(entry[1] && entry[2])) return;
+    pair.pending.delete(n);
+    pair.inflight--;
+    if (measuring) completed++;
+    if (solo) sendSolo();
+    else fill(pair);
+  };
+  const onSenderAck = (client, id, buf, start, end) => {
+    const pair = client.pair;
+    const entry = pair.pending.get(id);
+    if (!entry) return;
+    const ok = buf.indexOf(SUCCESS_TRUE, start) >= 0 && buf.indexOf(SUCCESS_TRUE, start) < end;
+    if (!ok) {
+      // Refused (rate limit, inbox full, store down): never delivered; counted, not timed.
+      refused++;
+      count(refusals, buf.toString("utf8", start, Math.min(end, start + 100)));
+      entry[2] = true;
+    } else if (measuring) {
+      acks++;
+      ackMs.add((nowMicros() - entry[0]) / 1000);
+    }
+    entry[1] = true;
+    finish(pair, id, entry);
+  };
+  const onSenderEvent = (client, buf, start, end) => {
+    if (buf.indexOf('"message-sent"', start) === start + 1) messageSentEvents++;
+    else count(otherEvents, buf.toString("utf8", start, Math.min(end, start + 40)));
+  };
+  const onReceiverEvent = (client, buf, start, end) => {
+    const [ackId, bracket] = readInt(buf, start, end);
+    if (bracket === start) { // no ack id: "connected" and the like
+      count(otherEvents, buf.toString("utf8", start, Math.min(end, start + 40)));
+      return;
+    }
+    client.sendText(`43${ackId}[]`); // the ack deletes the stored copy
+    if (buf.indexOf(PRIVATE_MESSAGE, bracket) !== bracket + 1) return;
+    const k = buf.indexOf(MESSAGE_KEY, bracket);
+    if (k < 0 || k >= end) return;
+    const [n, space] = readInt(buf, k + MESSAGE_KEY.length, end);
+    const [t] = readInt(buf, space + 1, end);
+    const pair = client.pair;
+    const entry = pair.pending.get(n);
+    if (!entry || entry[2]) {
+      duplicates++; // delivered twice (or after it was given up)
+      return;
+    }
+    entry[2] = true;
+    if (measuring) deliveryMs.add((nowMicros() - t) / 1000);
+    finish(pair, n, entry);
+  };
+
+  // Connect every sender and receiver (auth.token in the CONNECT packet).
+  progress(`connecting ${2 * P}`);
+  const clients = [];
+  const failures = {};
+  await new Promise((resolve) => {
+    let settled = 0;
+    const timer = setTimeout(resolve, (cfg.connect_timeout || 30) * 1000);
+    const settle = () => {
+      if (++settled === 2 * P) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    for (const pair of pairs) {
+      for (const role of ["sender", "receiver"]) {
+        const user = role === "sender" ? pair.senderId : pair.receiverId;
+        const token = jwtHs256(cfg.jwt_secret, { sub: user, username: user, exp });
+        let done = false;
+        const client = new RawClient({
+          connectFrame: clientFrame(1, Buffer.from(`40{"token":"${token}"}`)),
+          onConnect: (c) => {
+            if (!done) {
+              done = true;
+              clients.push(c);
+              settle();
+            }
+          },
+          onClose: (c, reason) => {
+            if (!done) {
+              done = true;
+              count(failures, reason.slice(0, 80));
+              settle();
+            }
+          },
+          onAck: role === "sender" ? onSenderAck : undefined,
+          onEvent: role === "sender" ? onSenderEvent : onReceiverEvent,
+        }, role === "sender" ? 0 : receiverNode);
+        client.pair = pair;
+        pair[role] = client;
+        client.open();
+      }
+    }
+  });
+  if (clients.length < 2 * P) {
+    closeAll(clients);
+    return { error: `only ${clients.length}/${2 * P} clients connected`, errors: failures };
+  }
+  await sleep(300); // let the gateway finish each connection's bookkeeping (presence, inbox)
+
+  progress("warmup");
+  stopped = false;
+  for (const pair of pairs) fill(pair);
+  await sleep((cfg.warmup || 2) * 1000);
+  const win = new Window();
+  const redis0 = await redisInfo();
+  measuring = true;
+  win.start();
+  progress(`measuring throughput (${P} pairs x ${window} in flight)`);
+  await sleep((cfg.duration || 10) * 1000);
+  win.stop();
+  measuring = false;
+  const redis1 = await redisInfo();
+  const throughput = win.report(acks);
+  const loaded = { ack: ackMs.summary(), delivery: deliveryMs.summary(), completed };
+  // Drain: the loop stops sending; whatever is in flight must still arrive.
+  stopped = true;
+  const drainUntil = now() + 5000;
+  const inflight = () => pairs.reduce((a, p) => a + p.pending.size, 0);
+  while (inflight() > 0 && now() < drainUntil) await sleep(10);
+  const lostAfterAck = pairs.reduce(
+    (a, p) => a + [...p.pending.values()].filter((e) => e[1] && !e[2]).length, 0);
+  const unansweredAfterDrain = inflight();
+
+  let idle = { ack: { count: 0 }, delivery: { count: 0 }, messages: 0 };
+  if ((cfg.latency_duration || 0) > 0 && unansweredAfterDrain === 0) {
+    progress("measuring latency (1 in flight)");
+    ackMs = new Samples(capacity);
+    deliveryMs = new Samples(capacity);
+    completed = 0;
+    solo = true;
+    stopped = false;
+    measuring = true;
+    sendSolo();
+    await sleep(cfg.latency_duration * 1000);
+    stopped = true;
+    const until = now() + 5000;
+    while (inflight() > 0 && now() < until) await sleep(5);
+    measuring = false;
+    idle = { ack: ackMs.summary(), delivery: deliveryMs.summary(), messages: completed };
+  }
+  closeAll(clients);
+  if (throughput.operations === 0) {
+    return {
+      error: "no private message acked in the measurement window" +
+        (refused ? ` (${refused} refused: ${JSON.stringify(refusals).slice(0, 300)})` : ""),
+      other_events: otherEvents,
+    };
+  }
+  if (loaded.delivery.count === 0) {
+    return { error: `no private message reached a receiver (node ${receiverNode})` };
+  }
+  return {
+    pairs: P,
+    window,
+    nodes,
+    receiver_node: receiverNode,
+    messages_per_s: throughput.operations / throughput.seconds,
+    completed_per_s: loaded.completed / throughput.seconds,
+    ack_ms: loaded.ack,
+    delivery_ms: loaded.delivery,
+    idle_ack_ms: idle.ack,
+    idle_delivery_ms: idle.delivery,
+    idle_messages: idle.messages,
+    sent,
+    refused,
+    refusals,
+    duplicates,
+    lost_after_ack: lostAfterAck,
+    unanswered_after_drain: unansweredAfterDrain,
+    message_sent_events: messageSentEvents,
+    other_events: otherEvents,
+    ...redisDelta(redis0, redis1, throughput.operations, throughput.seconds),
+    // the sender's node and the receiver's (the same one with one node)
+    node1_cpu_us_per_op: throughput.server_cpu_s_per_node
+      ? (1e6 * throughput.server_cpu_s_per_node[0]) / throughput.operations : null,
+    node2_cpu_us_per_op: throughput.server_cpu_s_per_node
+      ? (1e6 * throughput.server_cpu_s_per_node[1]) / throughput.operations : null,
+    ...throughput,
+  };
+}
+
 const SCENARIOS = {
+  "gateway-pm": gatewayPm,
   fanout,
   echo,
   "connect-websocket": connectWebSocket,

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-SCENARIOS = ("fanout", "echo", "connect", "memory", "fanout2")
-#: What ``run`` does without scenario names: fanout2 needs Redis, so it is asked for by name.
+SCENARIOS = ("fanout", "echo", "connect", "memory", "fanout2", "gateway-pm")
+#: What ``run`` does without scenario names: fanout2 and gateway-pm need Redis, so they are
+#: asked for by name.
 DEFAULT_SCENARIOS = ("fanout", "echo", "connect", "memory")
 
 
@@ -39,6 +40,17 @@ class Case:
     #: Server processes per run: 2 for fanout2 (two nodes of one kind sharing one Redis).
     nodes: int = 1
     notes: list[str] = field(default_factory=list)
+    #: "bench": the servers' benchmark apps (apps/); "gateway": ``python -m realtime_app``,
+    #: our server only, with ``env`` on top of the harness's gateway settings.
+    app: str = "bench"
+    env: dict[str, str] = field(default_factory=dict)
+    #: The case of the same scenario the report compares this one with (ratio this / it).
+    baseline: str | None = None
+
+    @property
+    def servers(self) -> tuple[str, ...] | None:
+        """The only servers this case runs against (None: every server of the run)."""
+        return ("ours",) if self.app == "gateway" else None
 
 
 def _cpu_metrics(per: str) -> list[Metric]:
@@ -48,6 +60,22 @@ def _cpu_metrics(per: str) -> list[Metric]:
         Metric("server_cpu_system_pct", "of which kernel", "% of a core", "lower"),
         Metric("generator_cpu_pct", "generator CPU", "% of a core", "lower"),
     ]
+
+
+#: gateway-pm cases: (suffix, nodes, environment of the gateway processes, what it shows).
+GATEWAY_VARIANTS: dict[str, tuple[int, dict[str, str], str]] = {
+    "1node": (1, {}, "one node (Redis store, SOCKET_ADAPTER=redis-streams, recovery on)"),
+    "2nodes": (2, {}, "two nodes, sender on the first, receiver on the second "
+               "(redis-streams, recovery on)"),
+    "1node-norecovery": (1, {"CONNECTION_RECOVERY_MS": "0"},
+                         "one node, CONNECTION_RECOVERY_MS=0"),
+    "2nodes-norecovery": (2, {"CONNECTION_RECOVERY_MS": "0"},
+                          "two nodes, CONNECTION_RECOVERY_MS=0"),
+    "2nodes-pubsub": (2, {"SOCKET_ADAPTER": "redis"},
+                      "two nodes, SOCKET_ADAPTER=redis (pub/sub; recovery on, which it "
+                      "cannot carry across nodes)"),
+}
+GATEWAY_CASES = ("1node", "2nodes", "2nodes-norecovery", "2nodes-pubsub")
 
 
 @dataclass(frozen=True)
@@ -67,6 +95,12 @@ class Profile:
     memory_connections: int = 10_000
     memory_concurrency: int = 500
     memory_settle: float = 3.0
+    gateway_pairs: int = 20
+    gateway_window: int = 2
+    gateway_warmup: float = 3.0
+    gateway_duration: float = 10.0
+    gateway_latency_duration: float = 2.0
+    gateway_cases: tuple[str, ...] = GATEWAY_CASES
     reps: int = 3
 
 
@@ -82,6 +116,9 @@ PROFILES = {
         connect_total=1000,
         memory_connections=2000,
         memory_settle=1.0,
+        gateway_warmup=1.0,
+        gateway_duration=3.0,
+        gateway_latency_duration=1.0,
         reps=1,
     ),
     "smoke": Profile(
@@ -97,6 +134,12 @@ PROFILES = {
         memory_connections=100,
         memory_concurrency=50,
         memory_settle=0.3,
+        gateway_pairs=2,
+        gateway_window=2,
+        gateway_warmup=0.3,
+        gateway_duration=1.0,
+        gateway_latency_duration=0.3,
+        gateway_cases=("1node", "2nodes"),
         reps=1,
     ),
 }
@@ -198,6 +241,8 @@ def build_cases(scenarios: list[str], profile: Profile) -> list[Case]:
                         ],
                     )
                 )
+        elif scenario == "gateway-pm":
+            cases += gateway_cases(profile)
         elif scenario == "echo":
             cases.append(
                 Case(
@@ -277,6 +322,69 @@ def build_cases(scenarios: list[str], profile: Profile) -> list[Case]:
             )
         else:
             raise ValueError(f"unknown scenario {scenario!r}; expected some of {SCENARIOS}")
+    return cases
+
+
+def gateway_cases(profile: Profile) -> list[Case]:
+    metrics = [
+        Metric("messages_per_s", "messages/s (sender acks)", "1/s", "higher", primary=True),
+        Metric("delivery_ms.p50", "send-to-receipt p50", "ms", "lower"),
+        Metric("delivery_ms.p99", "send-to-receipt p99", "ms", "lower"),
+        Metric("ack_ms.p50", "sender ack p50", "ms", "lower"),
+        Metric("ack_ms.p99", "sender ack p99", "ms", "lower"),
+        Metric("idle_delivery_ms.p50", "send-to-receipt p50, 1 in flight", "ms", "lower"),
+        Metric("idle_delivery_ms.p99", "send-to-receipt p99, 1 in flight", "ms", "lower"),
+        Metric("idle_ack_ms.p50", "sender ack p50, 1 in flight", "ms", "lower"),
+        Metric("server_cpu_us_per_op", "server CPU per message (all nodes)", "us", "lower"),
+        Metric("node1_cpu_us_per_op", "of which the sender's node", "us", "lower"),
+        Metric("node2_cpu_us_per_op", "of which the receiver's node", "us", "lower"),
+        Metric("server_cpu_pct", "server CPU (all nodes)", "% of a core", "lower"),
+        Metric("server_runqueue_wait_pct", "nodes waiting for a CPU (summed)", "% of wall",
+               "lower"),
+        Metric("redis_cpu_us_per_op", "Redis CPU per message", "us", "lower"),
+        Metric("redis_calls_per_op_total", "Redis commands per message", "1", "lower"),
+        Metric("generator_cpu_pct", "generator CPU", "% of a core", "lower"),
+    ]
+    cases = []
+    baseline = f"gateway-pm-{profile.gateway_cases[0]}"
+    for variant in profile.gateway_cases:
+        nodes, env, what = GATEWAY_VARIANTS[variant]
+        name = f"gateway-pm-{variant}"
+        cases.append(Case(
+            scenario="gateway-pm",
+            name=name,
+            title=f"gateway private messages: {what}; {profile.gateway_pairs} sender/receiver "
+            f"pairs, {profile.gateway_window} acked messages in flight per sender",
+            generator={
+                "scenario": "gateway-pm",
+                "pairs": profile.gateway_pairs,
+                "window": profile.gateway_window,
+                "warmup": profile.gateway_warmup,
+                "duration": profile.gateway_duration,
+                "latency_duration": profile.gateway_latency_duration,
+                "payload_bytes": 100,
+                "connect_timeout": 30,
+            },
+            metrics=metrics,
+            deadline=profile.gateway_warmup + profile.gateway_duration
+            + profile.gateway_latency_duration + 60,
+            nodes=nodes,
+            app="gateway",
+            env=env,
+            baseline=None if name == baseline else baseline,
+            notes=[
+                "python -m realtime_app processes (Redis store and adapter, a REDIS_PREFIX "
+                "unique to the run, rate limits raised out of the way), all pinned to the "
+                "server core; senders connect to the first node, receivers to the last; "
+                "each sender keeps its window of acked private-messages to its receiver "
+                "full (a message is done when acked to the sender and received), the "
+                "receiver acks each one (which deletes the stored copy)",
+                "messages/s counts sender acks; latencies under load are the throughput "
+                "phase's, '1 in flight' a phase with one message in the whole run; server "
+                "CPU summed over the nodes; Redis CPU and commands from INFO at the window's "
+                "edges (the Redis server is shared: upper bounds)",
+            ],
+        ))
     return cases
 
 
