@@ -61,7 +61,6 @@ async def serve_asgi(server: EngineServer, args: argparse.Namespace) -> None:
         EngineASGIApp(server), host=args.host, port=args.port, log_level="warning", lifespan="on"
     )
     web = uvicorn.Server(config)
-    web.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.ensure_future(web.serve())
     while not web.started:
         if task.done():

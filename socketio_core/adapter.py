@@ -247,9 +247,9 @@ class InMemoryAdapter:
             (room,) = rooms
             for sid in list(self.rooms.get(room, ())):
                 if sid not in except_sids:
-                    socket = sockets.get(sid)
-                    if socket is not None:
-                        yield socket
+                    member = sockets.get(sid)
+                    if member is not None:
+                        yield member
             return
         seen: set[str] = set()
         for room in rooms:
@@ -257,9 +257,9 @@ class InMemoryAdapter:
                 if sid in seen or sid in except_sids:
                     continue
                 seen.add(sid)
-                socket = sockets.get(sid)
-                if socket is not None:
-                    yield socket
+                member = sockets.get(sid)
+                if member is not None:
+                    yield member
 
     def _except_sids(self, except_rooms: frozenset[str]) -> set[str] | frozenset[str]:
         if not except_rooms:

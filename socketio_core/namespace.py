@@ -311,10 +311,12 @@ class ParentNamespace(Namespace):
     def _children_operator(self) -> ChildrenOperator:
         return ChildrenOperator([child._all for child in list(self.children)])
 
+    # A parent broadcasts to all its children (Node's ParentNamespace): its operators are
+    # ChildrenOperators, not the BroadcastOperator a Namespace returns, hence the ignores.
     def to(self, *rooms: Rooms) -> ChildrenOperator:  # type: ignore[override]
         return self._children_operator().to(*rooms)
 
-    in_ = to
+    in_ = to  # type: ignore[assignment]  # see to()
 
     def except_(self, *rooms: Rooms) -> ChildrenOperator:  # type: ignore[override]
         return self._children_operator().except_(*rooms)

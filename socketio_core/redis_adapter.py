@@ -633,6 +633,8 @@ class FactoryAdapter(InMemoryAdapter):
 class RedisAdapter(FactoryAdapter):
     """The in-memory adapter of one namespace, plus the messages to the other nodes."""
 
+    factory: RedisAdapterFactory
+
     def __init__(self, nsp: Namespace, factory: RedisAdapterFactory) -> None:
         super().__init__(nsp, factory, _uid())
         key = factory.key
@@ -827,7 +829,8 @@ class RedisAdapter(FactoryAdapter):
         args = packet.get("data")
         if not isinstance(args, list):
             return
-        flags = raw_opts.get("flags") if isinstance(raw_opts.get("flags"), dict) else {}
+        raw_flags = raw_opts.get("flags")
+        flags = raw_flags if isinstance(raw_flags, dict) else {}
         opts = BroadcastOptions(
             rooms=_rooms(raw_opts.get("rooms")),
             except_rooms=_rooms(raw_opts.get("except")),
