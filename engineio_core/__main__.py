@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 
-from . import CorsOptions, EngineServer, run, wait_for_shutdown_signal
+from . import CorsOptions, EngineServer, Session, run, wait_for_shutdown_signal
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,7 +40,7 @@ async def main(args: argparse.Namespace) -> None:
     )
 
     @server.on("message")
-    def echo(session, data):  # type: ignore[no-untyped-def]
+    def echo(session: Session, data: str | bytes) -> None:
         session.send(data)
 
     if args.asgi:
