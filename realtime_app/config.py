@@ -459,4 +459,5 @@ def load_config(
     _admin_ui(given, values)
     # Last, so that a wrong value of any other variable is reported by name first.
     _check_auth_mode(values)
+    # Each value was checked above; a dict[str, object] cannot say which key has which type.
     return Config(**values)  # type: ignore[arg-type]

@@ -133,6 +133,7 @@ class ShardedRedisAdapterFactory(RedisAdapterFactory):
             # The base never closes its client when it subscribes with the caller's own.
             self._sub_client = self._redis
 
+    # Another kind of adapter on the base factory's Redis plumbing, not a RedisAdapter.
     def __call__(self, nsp: Namespace) -> ShardedRedisAdapter:  # type: ignore[override]
         return ShardedRedisAdapter(nsp, self)
 

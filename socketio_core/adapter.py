@@ -210,7 +210,7 @@ class InMemoryAdapter:
         on_ack: Callable[[Any], None],
     ) -> None:
         """Broadcast asking every recipient for an ack; reports how many were asked."""
-        packet.id = self.nsp.next_ack_id()
+        ack_id = packet.id = self.nsp.next_ack_id()
         outgoing = self.encode(packet)
         volatile = opts.flags.volatile
         count = 0
@@ -218,7 +218,7 @@ class InMemoryAdapter:
         def deliver(socket: Socket) -> None:
             nonlocal count
             count += 1
-            socket._acks[packet.id] = on_ack  # type: ignore[index]
+            socket._acks[ack_id] = on_ack
             if socket._any_outgoing is not None:
                 socket._notify_outgoing(packet.data)
             socket.client.write_outgoing(outgoing, volatile)

@@ -573,7 +573,7 @@ class RemoteSocket:
 
     __slots__ = ("_adapter", "data", "handshake", "id", "rooms")
 
-    def __init__(self, adapter: RedisAdapter, details: dict[str, Any]) -> None:
+    def __init__(self, adapter: InMemoryAdapter, details: dict[str, Any]) -> None:
         self._adapter = adapter
         self.id: str = details.get("id", "")
         self.handshake = _remote_handshake(details.get("handshake"))
@@ -898,7 +898,8 @@ class RedisAdapter(FactoryAdapter):
                     InMemoryAdapter.disconnect_sockets(self, opts, bool(request.get("close")))
                 return
             # The legacy form (adapters before 7): one socket, answered.
-            socket = sockets.get(request.get("sid"))  # type: ignore[arg-type]
+            sid = request.get("sid")
+            socket = sockets.get(sid) if isinstance(sid, str) else None
             if socket is None:
                 return
             if kind == _REMOTE_JOIN:

@@ -197,6 +197,7 @@ class RedisStreamsAdapterFactory(RedisAdapterFactory):
         self._reader_ready: asyncio.Event | None = None
         self._refresher: asyncio.Task[None] | None = None
 
+    # Another kind of adapter on the base factory's Redis plumbing, not a RedisAdapter.
     def __call__(self, nsp: Namespace) -> RedisStreamsAdapter:  # type: ignore[override]
         return RedisStreamsAdapter(nsp, self)
 

@@ -440,6 +440,7 @@ class Socket:
         if ptype is _EVENT or ptype is _BINARY_EVENT:
             self._on_event(packet)
         elif ptype is _ACK or ptype is _BINARY_ACK:
+            # An ACK without id pops nothing (None is never a key): no check on this path.
             ack = self._acks.pop(packet.id, None)  # type: ignore[arg-type]
             if ack is not None:
                 try:
