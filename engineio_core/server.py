@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from types import CoroutineType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, overload
 
 import orjson
 
@@ -63,7 +63,7 @@ def _find_malloc_trim() -> Callable[[int], int] | None:
     if name is None:
         return None
     try:
-        return ctypes.CDLL(name).malloc_trim  # type: ignore[no-any-return]
+        return ctypes.CDLL(name).malloc_trim
     except (OSError, AttributeError):
         return None
 
@@ -136,6 +136,27 @@ class RequestResponder(Responder, Protocol):
 AllowRequest = Callable[[Request], "bool | Awaitable[bool | None] | None"]
 HttpHandler = Callable[[Request], Awaitable[HttpResponse]]
 PathFileHandler = Callable[[Request], "HttpResponse | None"]
+
+# The handlers of ``EngineServer.on``. A handler returns nothing, or an awaitable (a
+# coroutine function's) that the server runs as a task; its errors are logged.
+HandlerResult = Awaitable[object] | None
+#: ``on("connection")``: a new session (after the handshake, or the first upgrade).
+ConnectionHandler = Callable[[Session], HandlerResult]
+#: ``on("message")``: a message of a session, str for text, bytes for binary.
+MessageHandler = Callable[[Session, str | bytes], HandlerResult]
+#: ``on("close")``: a session closed, with the reason (Node's reasons).
+CloseHandler = Callable[[Session, str], HandlerResult]
+#: ``on("headers")`` / ``on("initial_headers")``: adds response headers to the list in
+#: place (initial: handshake responses only); called inline, never awaited.
+HeadersHook = Callable[[list[tuple[str, str]], Request], None]
+#: ``on("connection_error")``: a refused request, with the Engine.IO error code and message.
+ConnectionErrorHandler = Callable[[Request, int, str], HandlerResult]
+
+_ConnectionT = TypeVar("_ConnectionT", bound=ConnectionHandler)
+_MessageT = TypeVar("_MessageT", bound=MessageHandler)
+_CloseT = TypeVar("_CloseT", bound=CloseHandler)
+_HeadersT = TypeVar("_HeadersT", bound=HeadersHook)
+_ConnectionErrorT = TypeVar("_ConnectionErrorT", bound=ConnectionErrorHandler)
 
 
 class EngineServer:
@@ -253,8 +274,37 @@ class EngineServer:
 
     # ------------------------------------------------------------------ handlers
 
+    @overload
+    def on(self, event: Literal["connection"]) -> Callable[[_ConnectionT], _ConnectionT]: ...
+    @overload
+    def on(self, event: Literal["connection"], handler: _ConnectionT) -> _ConnectionT: ...
+    @overload
+    def on(self, event: Literal["message"]) -> Callable[[_MessageT], _MessageT]: ...
+    @overload
+    def on(self, event: Literal["message"], handler: _MessageT) -> _MessageT: ...
+    @overload
+    def on(self, event: Literal["close"]) -> Callable[[_CloseT], _CloseT]: ...
+    @overload
+    def on(self, event: Literal["close"], handler: _CloseT) -> _CloseT: ...
+    @overload
+    def on(
+        self, event: Literal["headers", "initial_headers"]
+    ) -> Callable[[_HeadersT], _HeadersT]: ...
+    @overload
+    def on(
+        self, event: Literal["headers", "initial_headers"], handler: _HeadersT
+    ) -> _HeadersT: ...
+    @overload
+    def on(
+        self, event: Literal["connection_error"]
+    ) -> Callable[[_ConnectionErrorT], _ConnectionErrorT]: ...
+    @overload
+    def on(
+        self, event: Literal["connection_error"], handler: _ConnectionErrorT
+    ) -> _ConnectionErrorT: ...
+
     def on(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
-        """Register a handler, directly or as a decorator."""
+        """Register a handler, directly or as a decorator (see the handler types above)."""
         if event not in self._handlers:
             raise ValueError(f"unknown event {event!r}; expected one of {_EVENTS}")
 
