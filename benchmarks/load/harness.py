@@ -438,11 +438,11 @@ def run(args: Any) -> int:
                 progress.begin(f"rep {rep + 1} {case.name} {server}")
                 t0 = time.monotonic()
                 load_before = loadavg()
-                extra: list[str] = []
+                extra: list[str] = list(case.server_args)
                 if case.nodes > 1:
                     # A channel prefix of this run only: the Redis server may be shared.
                     key = f"bench-{run_id}-{rep + 1}-{server}-{uuid.uuid4().hex[:8]}"
-                    extra = ["--redis", args.redis_url, "--redis-key", key]
+                    extra += ["--redis", args.redis_url, "--redis-key", key]
                 try:
                     with contextlib.ExitStack() as stack:
                         nodes = [
