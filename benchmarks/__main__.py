@@ -4,6 +4,7 @@
                                              fanout2 (two nodes + Redis: by name only)
                                              gateway-pm (realtime_app private messages,
                                              one node vs two: by name only)
+                                             scale (every fd the limit allows: by name)
   python -m benchmarks run --quick fanout    shorter, one repetition (for development)
   python -m benchmarks run --smoke           tiny, our server only (the test suite's check)
   python -m benchmarks install               install the competitors into the cache folder
@@ -31,8 +32,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run = sub.add_parser("run", help="run load scenarios against the servers")
     run.add_argument("scenarios", nargs="*", metavar="SCENARIO",
                      help="fanout, echo, connect, memory (default: these four); fanout2 "
-                     "(two nodes sharing Redis) and gateway-pm (the gateway's private "
-                     "messages, one node vs two) only when named")
+                     "(two nodes sharing Redis), gateway-pm (the gateway's private "
+                     "messages, one node vs two) and scale (as many connections as the "
+                     "file-descriptor limit allows) only when named")
     group = run.add_mutually_exclusive_group()
     group.add_argument("--quick", dest="profile", action="store_const", const="quick",
                        help="shorter runs, 1 repetition, 1,000-client fan-out only")

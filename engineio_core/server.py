@@ -24,6 +24,7 @@ from .cors import CorsOptions, same_origin
 from .polling import PollingTransport, Responder
 from .request import HttpResponse, Request
 from .session import Session, SessionConfig
+from .timers import SlottedClock
 from .websocket import WriteBatcher
 
 if TYPE_CHECKING:
@@ -69,6 +70,28 @@ def _find_malloc_trim() -> Callable[[int], int] | None:
 
 
 _malloc_trim = _find_malloc_trim()
+
+
+def _freeze_after_full_collection(phase: str, info: dict[str, Any]) -> None:
+    """A ``gc.callbacks`` hook: after a full collection, move its survivors out of the
+    collector's sight (``gc.freeze``), so the next full collection scans only what was
+    allocated since, not every connection's objects again.
+
+    Each server connection is about 55 GC-tracked objects that live as long as it does.
+    Python runs a full collection each time the long-lived objects grew by 25%, and its
+    pause grows with the heap: 60-210 ms at 5,000 connections (270k objects), measured
+    in the middle of a broadcast's write loop, the whole of fanout-5000's p99. Frozen
+    objects are still freed by reference counting when their connection closes; a
+    reference cycle among them waits for ``_reclaim`` (unfreeze, collect, freeze again).
+    """
+    if phase == "stop" and info["generation"] == 2:
+        gc.freeze()
+
+
+def install_gc_freeze() -> None:
+    """Freeze the survivors of every full collection (once per process; idempotent)."""
+    if _freeze_after_full_collection not in gc.callbacks:
+        gc.callbacks.append(_freeze_after_full_collection)
 
 _EVENTS = ("connection", "message", "close", "headers", "initial_headers", "connection_error")
 
@@ -221,6 +244,7 @@ class EngineServer:
         allow_missing_origin: bool = True,
         http_handler: HttpHandler | None = None,
         reclaim_memory: bool = True,
+        freeze_gc: bool = True,
     ) -> None:
         for name in transports:
             if name not in ("polling", "websocket"):
@@ -250,6 +274,9 @@ class EngineServer:
         self.path_file_handler: PathFileHandler | None = None
         #: After many sessions closed, collect garbage and trim the heap once (see _reclaim).
         self.reclaim_memory = reclaim_memory
+        #: Freeze the survivors of each full garbage collection, from the first session on
+        #: (process-wide: see ``_freeze_after_full_collection``).
+        self.freeze_gc = freeze_gc
         self._closed_since_reclaim = 0
         self._last_reclaim = -RECLAIM_INTERVAL
         upgrades = ("websocket",) if allow_upgrades and "websocket" in self.transports else ()
@@ -268,6 +295,7 @@ class EngineServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._write_batcher: WriteBatcher | None = None
+        self._session_clock: SlottedClock | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[HttpProtocol] = set()
         self._closing = False
@@ -345,6 +373,13 @@ class EngineServer:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         return self._loop
+
+    @property
+    def session_clock(self) -> SlottedClock:
+        """The sessions' timers (heartbeats, upgrades): one loop timer per 10 ms slot."""
+        if self._session_clock is None:
+            self._session_clock = SlottedClock(self.loop)
+        return self._session_clock
 
     @property
     def write_batcher(self) -> WriteBatcher:
@@ -525,11 +560,14 @@ class EngineServer:
                 return sid
 
     def _open_session(self, sid: str, request: Request, transport: Any) -> Session:
-        session = Session(sid, transport, self.session_config, self.loop, request=request)
+        session = Session(sid, transport, self.session_config, self.session_clock,
+                          request=request)
         transport.session = session
         session.on_message = self._on_session_message
         session.on_close = self._on_session_close
         self.sessions[sid] = session
+        if self.freeze_gc and len(self.sessions) == 1:
+            install_gc_freeze()
         session.open()
         return session
 
@@ -652,6 +690,10 @@ class EngineServer:
         self._last_reclaim = now
         self._closed_since_reclaim = 0
         started = time.perf_counter()
+        # Frozen objects are never collected: cycles among those of closed connections
+        # (asyncio's transports are such cycles) are found only once thawed. The full
+        # collection freezes the survivors again (see _freeze_after_full_collection).
+        gc.unfreeze()
         gc.collect()
         if _malloc_trim is not None:
             _malloc_trim(0)

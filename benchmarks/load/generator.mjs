@@ -35,7 +35,10 @@ const watchdog = setTimeout(() => {
 watchdog.unref();
 
 const now = () => performance.now(); // ms, sub-microsecond resolution
-const nowMicros = () => Math.round(performance.now() * 1000);
+// Microseconds of CLOCK_MONOTONIC (performance.now() counts from a fixed offset of it):
+// the clock of the servers' departure times (Python time.monotonic_ns, Node hrtime).
+const MONO_OFFSET_US = Number(process.hrtime.bigint() / 1000n) - performance.now() * 1000;
+const nowMicros = () => Math.round(performance.now() * 1000 + MONO_OFFSET_US);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function progress(text) {
@@ -216,10 +219,14 @@ const C_4 = 0x34;
 //   onEvent(client, buf, start, end)       a Socket.IO EVENT ("42..."): buf[start] is '['
 //   onAck(client, id, buf, start, end)     a Socket.IO ACK ("43<id>[...]")
 //   onClose(client, reason)
+let PINGS = 0; // Engine.IO pings received by all clients (the scale scenario's idle phase)
+
 class RawClient {
-  constructor(handlers, node = 0) {
+  constructor(handlers, node = 0, local = null) {
     this.h = handlers;
     this.node = node; // index into PORTS
+    this.local = local; // {localAddress, localPort} or null: the kernel picks
+    this.waiting = null; // ack id -> resolve, for request()
     this.state = "connecting";
     this.pending = null;
     this.fragments = null;
@@ -237,6 +244,7 @@ class RawClient {
     const socket = net.connect({
       host: HOST,
       port: PORTS[this.node],
+      ...(this.local || {}),
       onread: {
         buffer: READ_BUFFER,
         callback: (nread, buf) => {
@@ -339,7 +347,11 @@ class RawClient {
         let j = start + 2;
         let id = 0;
         while (j < end && buf[j] >= 0x30 && buf[j] <= 0x39) id = id * 10 + (buf[j++] - 0x30);
-        if (this.h.onAck) this.h.onAck(this, id, buf, j, end);
+        const waiter = this.waiting && this.waiting.get(id);
+        if (waiter) {
+          this.waiting.delete(id);
+          waiter(JSON.parse(buf.toString("utf8", j, end)));
+        } else if (this.h.onAck) this.h.onAck(this, id, buf, j, end);
       } else if (sio === C_0) {
         this.state = "connected";
         this.connectedAt = now();
@@ -348,6 +360,7 @@ class RawClient {
         this.close(`connect_error: ${buf.toString("utf8", start, end)}`);
       }
     } else if (eio === C_2) {
+      PINGS++;
       this.sendFrame(FRAME_3); // ping -> pong
     } else if (eio === C_0) {
       // Engine.IO open -> connect to the main namespace (with auth when the handlers say)
@@ -358,9 +371,28 @@ class RawClient {
   }
 }
 
+// emit(event, ...args) with ack id `id`; resolves with the ack's arguments (an array), or
+// null after `timeoutMs` (a server without that handler).
+function request(client, id, event, args, timeoutMs = 10000) {
+  return new Promise((resolve) => {
+    if (!client.waiting) client.waiting = new Map();
+    const timer = setTimeout(() => {
+      client.waiting.delete(id);
+      resolve(null);
+    }, timeoutMs);
+    client.waiting.set(id, (value) => {
+      clearTimeout(timer);
+      resolve(value);
+    });
+    client.sendText(`42${id}${JSON.stringify([event, ...args])}`);
+  });
+}
+
 // Opens `total` clients, at most `concurrency` handshakes at a time; resolves when every
-// one is connected to the namespace or failed, or at `deadlineMs`.
-function openMany(total, concurrency, makeHandlers, deadlineMs, label) {
+// one is connected to the namespace or failed, or at `deadlineMs`. `local()`, when given,
+// names the local address and port of each connection (a bind that finds the port in use
+// is retried on the next one it names, at most 1,000 times in all).
+function openMany(total, concurrency, makeHandlers, deadlineMs, label, local = null) {
   return new Promise((resolve) => {
     const clients = [];
     const connectTimes = new Samples(total);
@@ -368,16 +400,17 @@ function openMany(total, concurrency, makeHandlers, deadlineMs, label) {
     let done = 0;
     let failed = 0;
     let lastReport = 0;
+    let rebinds = 0;
     const errors = {};
     const finish = () => {
       clearTimeout(timer);
-      resolve({ clients, connectTimes, failed, errors, timedOut: done < total });
+      resolve({ clients, connectTimes, failed, errors, rebinds, timedOut: done < total });
     };
     const timer = setTimeout(finish, deadlineMs);
-    const startNext = () => {
-      if (started >= total) return;
-      const node = started % PORTS.length;
-      started++;
+    const startNext = (retry = false) => {
+      if (started >= total && !retry) return;
+      const node = (retry ? started - 1 : started) % PORTS.length;
+      if (!retry) started++;
       let settled = false;
       const extra = makeHandlers ? makeHandlers() : {};
       const client = new RawClient({
@@ -392,6 +425,12 @@ function openMany(total, concurrency, makeHandlers, deadlineMs, label) {
           if (extra.onConnect) extra.onConnect(c);
         },
         onClose: (c, reason) => {
+          if (!settled && local && reason === "error: EADDRINUSE" && rebinds < 1000) {
+            settled = true;
+            rebinds++;
+            startNext(true);
+            return;
+          }
           if (!settled) {
             settled = true;
             failed++;
@@ -401,7 +440,7 @@ function openMany(total, concurrency, makeHandlers, deadlineMs, label) {
           }
           if (extra.onClose) extra.onClose(c, reason);
         },
-      }, node);
+      }, node, local ? local() : null);
       client.open();
     };
     const step = () => {
@@ -442,6 +481,66 @@ function readTimestamp(buf, start, end) {
   return t;
 }
 
+const median = (xs) => {
+  if (!xs.length) return null;
+  const sorted = xs.slice().sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+};
+
+// Per broadcast, when its first and last frame arrived at the clients (keyed by the
+// payload's send timestamp), to set beside the server's departure times.
+class Arrivals {
+  constructor() {
+    this.byBroadcast = new Map();
+  }
+  add(sentUs, nowUs) {
+    const entry = this.byBroadcast.get(sentUs);
+    if (entry === undefined) this.byBroadcast.set(sentUs, [nowUs, nowUs, 1]);
+    else {
+      entry[1] = nowUs;
+      entry[2]++;
+    }
+  }
+  // [[sent, first arrival, last arrival, frames]] in send order
+  list() {
+    return [...this.byBroadcast.entries()].sort((a, b) => a[0] - b[0]).map(([t, e]) => [t, ...e]);
+  }
+}
+
+// Server departures ([received, first write, last write, writes] per bcast, in order, from
+// the app's `departures` tap) beside the generator's arrivals of the same broadcasts.
+// All times are CLOCK_MONOTONIC microseconds; results in ms, medians over broadcasts.
+function departureSummary(records, arrivals) {
+  if (!Array.isArray(records) || !records.length) return null;
+  const n = Math.min(records.length, arrivals.length);
+  const pick = (f) => {
+    const xs = [];
+    for (let k = 0; k < n; k++) {
+      const v = f(records[k], arrivals[k]);
+      if (Number.isFinite(v)) xs.push(v / 1000);
+    }
+    return xs;
+  };
+  const firstWrite = pick((r) => (r[3] ? r[1] - r[0] : NaN));
+  const lastWrite = pick((r) => (r[3] ? r[2] - r[0] : NaN));
+  return {
+    broadcasts: n,
+    writes_per_broadcast: median(records.slice(0, n).map((r) => r[3])),
+    // from the emit leaving the generator to the server handling it
+    send_to_server_ms: median(pick((r, a) => r[0] - a[0])),
+    // server: from handling the bcast to its first / last write
+    server_first_write_ms: median(firstWrite),
+    server_last_write_ms: median(lastWrite),
+    server_last_write_ms_max: lastWrite.length ? Math.max(...lastWrite) : null,
+    server_write_span_ms: median(pick((r) => (r[3] ? r[2] - r[1] : NaN))),
+    // clients: from the emit to the first / last arrival
+    first_arrival_ms: median(pick((r, a) => a[1] - a[0])),
+    last_arrival_ms: median(pick((r, a) => a[2] - a[0])),
+    // how long after the server's last write the last frame was read (the generator's lag)
+    arrival_after_last_write_ms: median(pick((r, a) => (r[3] ? a[2] - r[2] : NaN))),
+  };
+}
+
 // ------------------------------------------------------------------ scenarios
 
 // Fan-out, in two phases after a warm-up:
@@ -469,6 +568,7 @@ async function fanout() {
     nodes > 1 ? PORTS.map(() => new Samples(Math.ceil(capacity / nodes))) : null;
   let nodeLatency = perNodeSamples();
   const nodeMeasured = new Array(nodes).fill(0);
+  let arrivals = null; // Arrivals, in the latency phase
 
   const maybeSend = () => {
     while (!stopped && sent - deliveries / N < window) {
@@ -482,8 +582,10 @@ async function fanout() {
       measured++;
       const t = readTimestamp(buf, start, end);
       if (t >= 0) {
-        const ms = (nowMicros() - t) / 1000;
+        const nowUs = nowMicros();
+        const ms = (nowUs - t) / 1000;
         latency.add(ms);
+        if (arrivals !== null) arrivals.add(t, nowUs);
         if (nodeLatency) nodeLatency[client.node].add(ms);
       }
       if (nodes > 1) nodeMeasured[client.node]++;
@@ -545,10 +647,14 @@ async function fanout() {
   let unloaded = { count: 0 };
   let unloadedByNode = null;
   let unloadedBroadcasts = 0;
+  let departures = null;
   if ((cfg.latency_duration || 0) > 0) {
     progress("measuring latency (1 in flight)");
+    // The server stamps its writes from here on (a no-op answer: no departure times).
+    const tapped = await request(sender, 900000001, "departures", ["start"], 5000);
     latency = new Samples(capacity);
     nodeLatency = perNodeSamples();
+    arrivals = new Arrivals();
     window = 1;
     const before = sent;
     measuring = true;
@@ -558,6 +664,11 @@ async function fanout() {
     stopped = true;
     await drain();
     measuring = false;
+    if (tapped && tapped[0] === true) {
+      const records = await request(sender, 900000002, "departures", ["stop"], 10000);
+      departures = departureSummary(records && records[0], arrivals.list());
+    }
+    arrivals = null;
     unloaded = latency.summary();
     unloadedByNode = nodeLatency && nodeLatency.map((x) => x.summary());
     unloadedBroadcasts = sent - before;
@@ -595,6 +706,7 @@ async function fanout() {
     latency_broadcasts: unloadedBroadcasts,
     loaded_latency_ms: loadedLatency,
     undelivered_after_throughput: undelivered,
+    departures,
     ...byNode,
     ...throughput,
   };
@@ -1144,8 +1256,168 @@ async function gatewayPm() {
   };
 }
 
+// Scale: as many idle connections as the file-descriptor limit allows, all in one room;
+// RSS per connection and connect rate; then `broadcasts` broadcasts to all of them, one
+// at a time (emit-to-arrival latency over all recipients, the server's departure times,
+// the generator's CPU while it drains them); then an idle window of `idle` seconds (two
+// ping intervals): the server's heartbeat CPU per ping, connections lost.
+// The clients bind to `source_addresses` loopback addresses (127.0.0.2, ...) and to
+// ports picked here, from `port_base` up: letting connect() search the ephemeral range
+// for each of ~20,000 sockets makes connecting slow.
+async function scale() {
+  const N = cfg.connections;
+  const room = "all";
+  const addresses = cfg.source_addresses || 4;
+  const portBase = cfg.port_base || 10000 + Math.floor(Math.random() * 10000);
+  let slot = 0;
+  const local = () => {
+    const k = slot++;
+    return { localAddress: `127.0.0.${2 + (k % addresses)}`, localPort: portBase + Math.floor(k / addresses) };
+  };
+  const concurrency = cfg.concurrency || 500;
+  let lost = 0;
+  let idleLost = 0;
+  let idle = false;
+  const lossReasons = {};
+  let received = 0;
+  let arrivals = null;
+  let latency = null;
+  const onEvent = (client, buf, start, end) => {
+    received++;
+    const t = readTimestamp(buf, start, end);
+    if (t >= 0 && latency !== null) {
+      const nowUs = nowMicros();
+      latency.add((nowUs - t) / 1000);
+      arrivals.add(t, nowUs);
+    }
+  };
+  const handlers = () => ({
+    onEvent,
+    onClose: (c, reason) => {
+      if (c.state === "closed" && c.connectedAt && !c.ending) {
+        lost++;
+        if (idle) idleLost++;
+        const key = reason.slice(0, 60);
+        lossReasons[key] = (lossReasons[key] || 0) + 1;
+      }
+    },
+  });
+
+  const warm = await openMany(Math.min(100, N), concurrency, null, 30000, "warmup", local);
+  closeAll(warm.clients);
+  await sleep((cfg.settle || 3) * 1000);
+  const rssBefore = serverRssBytes();
+
+  progress(`connecting ${N}`);
+  const win = new Window();
+  win.start();
+  const opened = await openMany(N, concurrency, handlers, (cfg.connect_timeout || 180) * 1000,
+    "connect", local);
+  win.stop();
+  const connectReport = win.report(opened.clients.length);
+  const clients = opened.clients;
+  const endAll = () => {
+    for (const c of clients) c.ending = true;
+    closeAll(clients);
+  };
+  if (clients.length < N) {
+    endAll();
+    return { error: `only ${clients.length}/${N} clients connected`, errors: opened.errors,
+      rebinds: opened.rebinds };
+  }
+  progress("joining");
+  const joinedAll = await Promise.all(clients.map((c) => request(c, 1, "join", [room], 60000)));
+  if (joinedAll.some((x) => x === null)) {
+    endAll();
+    return { error: `join timed out for ${joinedAll.filter((x) => x === null).length} clients` };
+  }
+  progress("settling");
+  await sleep((cfg.settle || 3) * 1000);
+  const rssAfter = serverRssBytes();
+
+  // Broadcasts, one at a time, each to all N.
+  const sender = clients[0];
+  const tapped = await request(sender, 2, "departures", ["start"], 5000);
+  latency = new Samples(N * (cfg.broadcasts || 3));
+  arrivals = new Arrivals();
+  const perBroadcast = [];
+  let deliveryGenCpu = 0;
+  let deliveryWall = 0;
+  for (let b = 0; b < (cfg.broadcasts || 3); b++) {
+    progress(`broadcast ${b + 1}`);
+    received = 0;
+    const gen0 = process.cpuUsage();
+    const t0 = now();
+    sender.sendText(`42["bcast","${room}",${payloadJson(cfg.payload_bytes || 100)}]`);
+    const until = t0 + 30000;
+    while (received < N && now() < until) await sleep(1);
+    const wall = now() - t0;
+    const gen = process.cpuUsage(gen0);
+    deliveryGenCpu += (gen.user + gen.system) / 1e6;
+    deliveryWall += wall / 1000;
+    perBroadcast.push({ received, wall_ms: wall });
+    await sleep(1000);
+  }
+  const records = tapped && tapped[0] === true
+    ? await request(sender, 3, "departures", ["stop"], 10000) : null;
+  const departures = departureSummary(records && records[0], arrivals.list());
+  const broadcastLatency = latency.summary();
+  latency = null;
+
+  // Idle: two ping cycles.
+  progress("idle");
+  const pings0 = PINGS;
+  const lostBefore = lost;
+  idle = true;
+  const idleWin = new Window();
+  idleWin.start();
+  await sleep((cfg.idle || 50) * 1000);
+  idleWin.stop();
+  idle = false;
+  const pings = PINGS - pings0;
+  const idleReport = idleWin.report(pings);
+  const open = clients.filter((c) => !c.closed).length;
+  endAll();
+  await sleep(500);
+  const ok = clients.length;
+  return {
+    connections: N,
+    connected: ok,
+    failed: opened.failed,
+    rebinds: opened.rebinds,
+    errors: opened.errors,
+    source_addresses: addresses,
+    port_base: portBase,
+    rss_before_bytes: rssBefore,
+    rss_after_bytes: rssAfter,
+    rss_per_connection_bytes: rssBefore !== null ? (rssAfter - rssBefore) / ok : null,
+    connections_per_s: ok / connectReport.seconds,
+    connect_ms: opened.connectTimes.summary(),
+    connect_server_cpu_us_per_connection: connectReport.server_cpu_us_per_op,
+    connect_generator_cpu_pct: connectReport.generator_cpu_pct,
+    broadcast_ms: broadcastLatency,
+    broadcasts: perBroadcast,
+    broadcast_complete: perBroadcast.every((x) => x.received >= N),
+    broadcast_generator_cpu_pct: deliveryWall ? (100 * deliveryGenCpu) / deliveryWall : null,
+    departures,
+    idle_seconds: idleReport.seconds,
+    idle_pings: pings,
+    heartbeat_cpu_us_per_ping: idleReport.server_cpu_us_per_op,
+    idle_server_cpu_pct: idleReport.server_cpu_pct,
+    idle_generator_cpu_pct: idleReport.generator_cpu_pct,
+    lost_while_idle: idleLost,
+    lost_before_idle: lostBefore,
+    open_at_end: open,
+    loss_reasons: lossReasons,
+    // Window.report's fields for the harness's generic columns: the connect window
+    ...connectReport,
+    server_cpu_us_per_op: connectReport.server_cpu_us_per_op,
+  };
+}
+
 const SCENARIOS = {
   "gateway-pm": gatewayPm,
+  scale,
   fanout,
   echo,
   "connect-websocket": connectWebSocket,

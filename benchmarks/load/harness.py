@@ -264,7 +264,7 @@ def case_nodes(
     (its keys are deleted when the nodes have stopped; ``cleanup["redis_keys_deleted"]``
     says how many).
     """
-    extra: list[str] = []
+    extra: list[str] = list(case.server_args)
     config: dict[str, Any] = {}
     app_env: dict[str, str] = {}
     if case.app == "gateway":
@@ -273,7 +273,7 @@ def case_nodes(
                    "REDIS_URL": redis_url, "REDIS_PREFIX": f"{key}:", **case.env}
         config = {"jwt_secret": secret, "redis_url": redis_url, "run_tag": key[-8:]}
     elif case.nodes > 1:
-        extra = ["--redis", redis_url, "--redis-key", key]
+        extra += ["--redis", redis_url, "--redis-key", key]
     try:
         with contextlib.ExitStack() as stack:
             nodes = [

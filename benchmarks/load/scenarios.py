@@ -7,13 +7,29 @@ by a dotted path; ``better`` says which direction wins.
 
 from __future__ import annotations
 
+import math
+import resource
 from dataclasses import dataclass, field
 from typing import Any
 
-SCENARIOS = ("fanout", "echo", "connect", "memory", "fanout2", "gateway-pm")
-#: What ``run`` does without scenario names: fanout2 and gateway-pm need Redis, so they are
-#: asked for by name.
+SCENARIOS = ("fanout", "echo", "connect", "memory", "fanout2", "gateway-pm", "scale")
+#: What ``run`` does without scenario names: fanout2 and gateway-pm need Redis, and scale
+#: takes minutes and every file descriptor, so they are asked for by name.
 DEFAULT_SCENARIOS = ("fanout", "echo", "connect", "memory")
+#: File descriptors a server process needs besides its connections (listener, epoll,
+#: stdio, imports, the warm-up connections' leftovers).
+SCALE_FD_MARGIN = 100
+#: Client ports per loopback source address (the generator picks them from 10,000-30,000).
+SCALE_PORTS_PER_ADDRESS = 5000
+
+
+def scale_limit() -> int:
+    """Connections one process can hold here: the hard ``RLIMIT_NOFILE`` (the harness
+    raises the soft one to it), less a margin. The generator is one process as well."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        hard = 1_000_000
+    return max(10, min(hard, 1_000_000) - SCALE_FD_MARGIN)
 
 
 @dataclass(frozen=True)
@@ -39,6 +55,8 @@ class Case:
     needs_client_lib: bool = False
     #: Server processes per run: 2 for fanout2 (two nodes of one kind sharing one Redis).
     nodes: int = 1
+    #: Extra arguments for the server apps (``--ping-interval`` for scale).
+    server_args: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     #: "bench": the servers' benchmark apps (apps/); "gateway": ``python -m realtime_app``,
     #: our server only, with ``env`` on top of the harness's gateway settings.
@@ -101,6 +119,13 @@ class Profile:
     gateway_duration: float = 10.0
     gateway_latency_duration: float = 2.0
     gateway_cases: tuple[str, ...] = GATEWAY_CASES
+    #: None: as many as the file-descriptor limit allows (``scale_limit``).
+    scale_connections: int | None = None
+    scale_concurrency: int = 500
+    scale_broadcasts: int = 3
+    #: pingInterval of both servers in the scale case; the idle window is two of them.
+    scale_ping_interval: float = 5.0
+    scale_settle: float = 3.0
     reps: int = 3
 
 
@@ -119,6 +144,10 @@ PROFILES = {
         gateway_warmup=1.0,
         gateway_duration=3.0,
         gateway_latency_duration=1.0,
+        scale_connections=2000,
+        scale_broadcasts=2,
+        scale_ping_interval=2.0,
+        scale_settle=1.0,
         reps=1,
     ),
     "smoke": Profile(
@@ -140,6 +169,11 @@ PROFILES = {
         gateway_duration=1.0,
         gateway_latency_duration=0.3,
         gateway_cases=("1node", "2nodes"),
+        scale_connections=50,
+        scale_concurrency=50,
+        scale_broadcasts=1,
+        scale_ping_interval=0.5,
+        scale_settle=0.3,
         reps=1,
     ),
 }
@@ -318,6 +352,62 @@ def build_cases(scenarios: list[str], profile: Profile) -> list[Case]:
                     ],
                     deadline=2 * profile.memory_settle + 240,
                     notes=["RSS growth from an idle, warmed-up server (VmRSS)"],
+                )
+            )
+        elif scenario == "scale":
+            n = profile.scale_connections or scale_limit()
+            ping = profile.scale_ping_interval
+            cases.append(
+                Case(
+                    scenario="scale",
+                    name="scale",
+                    title=f"scale: {n:,} idle WebSocket connections to one process, one room, "
+                    f"{profile.scale_broadcasts} broadcast(s) to all, two ping cycles idle",
+                    generator={
+                        "scenario": "scale",
+                        "connections": n,
+                        "concurrency": profile.scale_concurrency,
+                        "source_addresses": max(4, math.ceil(n / SCALE_PORTS_PER_ADDRESS)),
+                        "broadcasts": profile.scale_broadcasts,
+                        "payload_bytes": 100,
+                        "settle": profile.scale_settle,
+                        "idle": 2 * ping,
+                        "connect_timeout": 240,
+                    },
+                    metrics=[
+                        Metric("rss_per_connection_bytes", "RSS per connection", "KiB", "lower",
+                               scale=1 / 1024, primary=True),
+                        Metric("rss_after_bytes", "RSS with all connected", "MiB", "lower",
+                               scale=1 / 1024 / 1024),
+                        Metric("connections_per_s", "connections/s", "1/s", "higher"),
+                        Metric("broadcast_ms.p50", "broadcast arrival p50", "ms", "lower"),
+                        Metric("broadcast_ms.p99", "broadcast arrival p99", "ms", "lower"),
+                        Metric("broadcast_ms.max", "broadcast arrival max", "ms", "lower"),
+                        Metric("departures.server_first_write_ms",
+                               "server: bcast handled -> first write", "ms", "lower"),
+                        Metric("departures.server_last_write_ms",
+                               "server: bcast handled -> last write", "ms", "lower"),
+                        Metric("departures.arrival_after_last_write_ms",
+                               "last arrival after the last write", "ms", "lower"),
+                        Metric("broadcast_generator_cpu_pct", "generator CPU while delivering",
+                               "% of a core", "lower"),
+                        Metric("heartbeat_cpu_us_per_ping", "heartbeat CPU per ping", "us",
+                               "lower"),
+                        Metric("lost_while_idle", "connections lost while idle", "", "lower"),
+                        Metric("connections", "connections", "", "higher"),
+                    ],
+                    deadline=4 * profile.scale_settle + 2 * ping
+                    + 3 * profile.scale_broadcasts + 400,
+                    server_args=["--ping-interval", f"{ping:g}"],
+                    notes=[
+                        f"as many connections as the hard RLIMIT_NOFILE allows (less "
+                        f"{SCALE_FD_MARGIN}), from loopback addresses 127.0.0.2... with ports "
+                        "chosen by the generator; RSS growth per connection after joining "
+                        "the room (VmRSS, settled); broadcasts one at a time, arrival over "
+                        "all recipients; server departure times from the app's write tap "
+                        f"(medians over broadcasts); pingInterval {ping:g} s on both servers, "
+                        "idle window of two intervals: server CPU / pings answered",
+                    ],
                 )
             )
         else:
