@@ -2,12 +2,16 @@
 
   python -m benchmarks run [SCENARIO...]     fanout echo connect memory (default: these)
                                              fanout2 (two nodes + Redis: by name only)
+                                             gateway-pm (realtime_app private messages,
+                                             one node vs two: by name only)
+                                             scale (every fd the limit allows: by name)
   python -m benchmarks run --quick fanout    shorter, one repetition (for development)
   python -m benchmarks run --smoke           tiny, our server only (the test suite's check)
   python -m benchmarks install               install the competitors into the cache folder
   python -m benchmarks report RESULTS.json   print the tables of a run again (and re-chart)
   python -m benchmarks profile CASE          py-spy profile of our server under a case
-                                             (fanout-1000, fanout-5000, echo, ...)
+                                             (fanout-1000, fanout-5000, echo,
+                                             gateway-pm-2nodes, ...)
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run = sub.add_parser("run", help="run load scenarios against the servers")
     run.add_argument("scenarios", nargs="*", metavar="SCENARIO",
                      help="fanout, echo, connect, memory (default: these four); fanout2 "
-                     "(two nodes sharing Redis) only when named")
+                     "(two nodes sharing Redis), gateway-pm (the gateway's private "
+                     "messages, one node vs two) and scale (as many connections as the "
+                     "file-descriptor limit allows) only when named")
     group = run.add_mutually_exclusive_group()
     group.add_argument("--quick", dest="profile", action="store_const", const="quick",
                        help="shorter runs, 1 repetition, 1,000-client fan-out only")
@@ -45,12 +51,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--server-cpu", type=int, default=0, help="core of the server (0)")
     run.add_argument("--generator-cpu", type=int, default=1, help="core of the generator (1)")
     run.add_argument("--redis-url", default="redis://127.0.0.1:6379",
-                     help="Redis of the fanout2 scenario (redis://127.0.0.1:6379)")
+                     help="Redis of fanout2 and gateway-pm (redis://127.0.0.1:6379)")
+    run.add_argument("--gateway-pairs", type=int,
+                     help="gateway-pm: sender/receiver pairs (default 20)")
+    run.add_argument("--gateway-window", type=int,
+                     help="gateway-pm: acked messages in flight per sender (default 2)")
+    run.add_argument("--ours-src", help="run our server from this folder's engineio_core, "
+                     "socketio_core and realtime_app (A/B experiments) instead of a copy of "
+                     "the work tree's")
+    run.add_argument("--cases", help="comma-separated case names to keep (e.g. "
+                     "gateway-pm-1node,gateway-pm-2nodes)")
 
     sub.add_parser("install", help="install python-socketio, socket.io etc. into the cache")
 
     prof = sub.add_parser("profile", help="py-spy profile of our server under one case")
-    prof.add_argument("case", help="fanout-1000, fanout-5000, echo, connect-websocket, memory")
+    prof.add_argument("case", help="fanout-1000, fanout-5000, echo, connect-websocket, memory, "
+                      "gateway-pm-2nodes (or another gateway-pm case)")
+    prof.add_argument("--redis-url", default="redis://127.0.0.1:6379",
+                      help="Redis of the gateway-pm cases")
     prof.add_argument("--out", help="output folder (default benchmarks/results)")
     prof.add_argument("--server-cpu", type=int, default=0)
     prof.add_argument("--generator-cpu", type=int, default=1)

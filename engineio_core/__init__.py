@@ -1,5 +1,8 @@
 """Engine.IO v4 server on raw asyncio: h11 for HTTP, websockets' sans-I/O layer for WebSocket."""
 
+from collections.abc import Coroutine
+from typing import Any
+
 from .cors import CorsOptions
 from .packet import OutgoingPacket, Packet, PacketType, ProtocolError
 from .request import HttpResponse, Request
@@ -25,16 +28,16 @@ __all__ = [
 ]
 
 
-def run(main: object) -> None:
+def run(main: Coroutine[Any, Any, object]) -> None:
     """Run a coroutine with uvloop when it is installed, plain asyncio otherwise."""
     import asyncio
 
     try:
         import uvloop
     except ImportError:
-        asyncio.run(main)  # type: ignore[arg-type]
+        asyncio.run(main)
     else:
-        uvloop.run(main)  # type: ignore[arg-type]
+        uvloop.run(main)
 
 
 async def wait_for_shutdown_signal() -> None:

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 
-from . import CorsOptions, EngineServer, run, wait_for_shutdown_signal
+from . import CorsOptions, EngineServer, Session, run, wait_for_shutdown_signal
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,7 +40,7 @@ async def main(args: argparse.Namespace) -> None:
     )
 
     @server.on("message")
-    def echo(session, data):  # type: ignore[no-untyped-def]
+    def echo(session: Session, data: str | bytes) -> None:
         session.send(data)
 
     if args.asgi:
@@ -61,7 +61,6 @@ async def serve_asgi(server: EngineServer, args: argparse.Namespace) -> None:
         EngineASGIApp(server), host=args.host, port=args.port, log_level="warning", lifespan="on"
     )
     web = uvicorn.Server(config)
-    web.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.ensure_future(web.serve())
     while not web.started:
         if task.done():

@@ -45,7 +45,7 @@ def _request_from_scope(scope: Scope, *, upgrade: bool) -> Request:
         path=path,
         query=parse_query(raw_query),
         headers=headers,
-        remote_address=tuple(client) if client else None,  # type: ignore[arg-type]
+        remote_address=tuple(client) if client else None,
         secure=scope.get("scheme") in ("https", "wss"),
         upgrade=upgrade,
     )

@@ -106,6 +106,7 @@ class HttpProtocol(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio's declared type is the base class; a stream server gives a WriteTransport.
         self._transport = transport  # type: ignore[assignment]
         self.server._connections.add(self)
         # Absolute: later bytes do not restart it (a head trickled a byte at a time is
@@ -414,6 +415,7 @@ class HttpProtocol(asyncio.Protocol):
         trailing, _ = conn.trailing_data
         # The HTTP parser is never used again on this connection: drop it (about 1 KiB
         # per WebSocket connection).
+        # None only from here on, where nothing reads it: typed as never None elsewhere.
         self._conn = None  # type: ignore[assignment]
         ws = WebSocketTransport(
             self._transport,

@@ -180,8 +180,7 @@ class OutgoingPacket:
 
     @classmethod
     def message(cls, data: str | bytes | bytearray | memoryview) -> OutgoingPacket:
-        kind = type(data)
-        if kind is not str and kind is not bytes:
+        if isinstance(data, (bytearray, memoryview)):
             data = bytes(data)
         return cls(_MESSAGE, data)
 

@@ -54,12 +54,21 @@ class Transport(Protocol):
     name: str
     #: The session this transport carries (None once it is closed or discarded).
     session: Session | None
-    #: True when ``send`` would put bytes on the wire now (WebSocket open, or a pending
-    #: long-polling GET), False when packets would have to wait in the session buffer.
-    writable: bool
-    #: True while the peer is not keeping up: more than the high-water mark of bytes is
-    #: waiting in the socket's write buffer (set from asyncio's pause/resume_writing).
-    congested: bool
+
+    # Read-only for the session (properties here): a transport may keep them as plain
+    # attributes or compute them.
+    @property
+    def writable(self) -> bool:
+        """True when ``send`` would put bytes on the wire now (WebSocket open, or a pending
+        long-polling GET), False when packets would have to wait in the session buffer."""
+        ...
+
+    @property
+    def congested(self) -> bool:
+        """True while the peer is not keeping up: more than the high-water mark of bytes
+        is waiting in the socket's write buffer (set from asyncio's pause/resume_writing)."""
+        ...
+
     #: Clock time at which ``congested`` last became True.
     congested_since: float
 

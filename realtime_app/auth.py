@@ -6,11 +6,14 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 
 from .config import Config
+
+if TYPE_CHECKING:
+    from jwt.types import Options
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +70,7 @@ class Authenticator:
     def verify(self, token: str) -> Identity:
         if len(token) > MAX_TOKEN_LENGTH:
             raise AuthError("token too long")
-        options = {"require": ["exp", "sub"], "verify_nbf": True}
+        options: Options = {"require": ["exp", "sub"], "verify_nbf": True}
         try:
             claims = jwt.decode(
                 token,
@@ -76,7 +79,7 @@ class Authenticator:
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=self.leeway,
-                options=options,  # type: ignore[arg-type]
+                options=options,
             )
         except jwt.PyJWTError as exc:
             raise AuthError(f"{type(exc).__name__}: {exc}") from None

@@ -347,11 +347,11 @@ def load_config(
         except OSError as exc:
             raise ConfigError(f"JWT_PUBLIC_KEY_FILE cannot be read: {exc}") from None
     if (v := given("JWT_ALGORITHMS")) is not None:
-        algorithms = _list(v)
-        unknown = [a for a in algorithms if a not in JWT_ALGORITHMS]
-        if not algorithms or unknown:
+        listed = _list(v)
+        unknown = [a for a in listed if a not in JWT_ALGORITHMS]
+        if not listed or unknown:
             raise ConfigError(f"JWT_ALGORITHMS has unknown algorithms {unknown or v!r}")
-        values["jwt_algorithms"] = algorithms
+        values["jwt_algorithms"] = listed
     algorithms = values.get("jwt_algorithms", ("HS256",))
     assert isinstance(algorithms, tuple)
     if key_file is not None and any(a.startswith("HS") for a in algorithms):
@@ -463,4 +463,5 @@ def load_config(
     _admin_ui(given, values)
     # Last, so that a wrong value of any other variable is reported by name first.
     _check_auth_mode(values)
+    # Each value was checked above; a dict[str, object] cannot say which key has which type.
     return Config(**values)  # type: ignore[arg-type]

@@ -50,6 +50,12 @@ COUNT_EVENT = "gateway:count-sockets"
 RESYNC_EVENT = "gateway:resync"
 #: Seconds between two looks at the cluster adapter's counters (local, no I/O).
 CLUSTER_CHECK_PERIOD = 1.0
+
+#: What a client event's handler answers: the ack's fields, or (fields, follow-up) where
+#: the follow-up runs after the ack is sent.
+EventAnswer = dict[str, Any] | tuple[dict[str, Any], Callable[[], Awaitable[None]]]
+#: A client event's handler: gets the socket and the validator's result.
+EventHandle = Callable[[Socket, Any], Awaitable[EventAnswer]]
 #: Users announced offline per maintenance round after their node died.
 OFFLINE_SWEEP_LIMIT = 1000
 
@@ -369,7 +375,7 @@ class Gateway:
                 "event in  %s %s %s %r", user_id, socket.id, event, args))
             socket.on_any_outgoing(lambda event, *args: logger.info(
                 "event out %s %s %s %r", user_id, socket.id, event, args))
-        events: dict[str, tuple[Callable[[Any], Any], Callable[..., Awaitable[dict[str, Any]]]]] = {
+        events: dict[str, tuple[Callable[[Any], Any], EventHandle]] = {
             "join-room": (_room, self._join_room),
             "leave-room": (_room, self._leave_room),
             "private-message": (self._validate_message, self._private_message),
@@ -480,7 +486,7 @@ class Gateway:
         socket: Socket,
         event: str,
         validate: Callable[[Any], Any],
-        handle: Callable[..., Awaitable[Any]],
+        handle: EventHandle,
     ) -> Callable[..., Awaitable[None]]:
         async def handler(*args: Any, ack: Callable[..., None] | None = None) -> None:
             started = time.perf_counter()

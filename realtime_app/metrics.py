@@ -182,8 +182,8 @@ class _Collector(Collector):
             gauge = GaugeMetricFamily(name, help_text, labels=[k for k, _ in node])
             gauge.add_metric([v for _, v in node], read())
             yield gauge
-        for name, (help_text, labels, read_labelled) in metrics._labelled.items():
-            gauge = GaugeMetricFamily(name, help_text, labels=[*(k for k, _ in node), *labels])
+        for name, (help_text, keys, read_labelled) in metrics._labelled.items():
+            gauge = GaugeMetricFamily(name, help_text, labels=[*(k for k, _ in node), *keys])
             for values, value in read_labelled():
                 gauge.add_metric([*(v for _, v in node), *values], value)
             yield gauge

@@ -166,12 +166,13 @@ class ClusterAdapter(FactoryAdapter):
             "serverSideEmit", self.factory.requests_timeout, ack_timeout=True)
 
     async def server_count(self) -> int:
+        # self.factory is each subclass's own factory class (typed Any in FactoryAdapter).
         return await self.factory.numsub(self._common_channel)  # type: ignore[no-any-return]
 
     @property
     def requests_timeout(self) -> float:
         """Bound on waits for other nodes (``emit_with_ack`` without ``timeout`` included)."""
-        return self.factory.requests_timeout  # type: ignore[no-any-return]
+        return self.factory.requests_timeout  # type: ignore[no-any-return]  # as above
 
     async def fetch_sockets(self, opts: BroadcastOptions) -> list[Any]:
         local: list[Any] = await super().fetch_sockets(opts)
@@ -187,7 +188,7 @@ class ClusterAdapter(FactoryAdapter):
         remote = await self._request(
             request_id, FETCH_SOCKETS, expected, {"opts": js_opts(opts), "requestId": request_id},
             "fetchSockets", timeout)
-        return local + [RemoteSocket(self, item)  # type: ignore[arg-type]
+        return local + [RemoteSocket(self, item)
                         for item in remote if isinstance(item, dict)]
 
     async def _request(

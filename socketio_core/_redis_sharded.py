@@ -111,6 +111,9 @@ class ShardedRedisAdapterFactory(RedisAdapterFactory):
     """
 
     __slots__ = ("channel_prefix", "subscription_mode")
+    # The base's channel table holds this factory's own adapters: the base methods that
+    # call its entries are overridden here, the others only count and remove them.
+    _channels: dict[bytes, list[ShardedRedisAdapter]]  # type: ignore[assignment]
 
     def __init__(
         self, redis: Any, channel_prefix: str, subscription_mode: str, requests_timeout: float
@@ -130,6 +133,7 @@ class ShardedRedisAdapterFactory(RedisAdapterFactory):
             # The base never closes its client when it subscribes with the caller's own.
             self._sub_client = self._redis
 
+    # Another kind of adapter on the base factory's Redis plumbing, not a RedisAdapter.
     def __call__(self, nsp: Namespace) -> ShardedRedisAdapter:  # type: ignore[override]
         return ShardedRedisAdapter(nsp, self)
 
@@ -145,7 +149,7 @@ class ShardedRedisAdapterFactory(RedisAdapterFactory):
         users = self._channels.setdefault(name, [])
         if adapter in users:
             return
-        users.append(adapter)  # type: ignore[arg-type]
+        users.append(adapter)
         if len(users) == 1:
             wake = (self._ready is not None and self._ready.is_set()
                          and name != adapter._response_bytes
@@ -164,7 +168,7 @@ class ShardedRedisAdapterFactory(RedisAdapterFactory):
         users = self._channels.get(name)
         if users is None or adapter not in users:
             return
-        users.remove(adapter)  # type: ignore[arg-type]
+        users.remove(adapter)
         if not users:
             del self._channels[name]
             self._sub_dirty = True
@@ -200,7 +204,7 @@ class ShardedRedisAdapterFactory(RedisAdapterFactory):
         channel = message["channel"]
         try:
             for adapter in list(self._channels.get(channel, ())):
-                adapter._on_raw_message(channel, data)  # type: ignore[attr-defined]
+                adapter._on_raw_message(channel, data)
         except Exception:
             # One bad message must not stop the subscriber.
             logger.exception("error handling a sharded Redis adapter message")
@@ -337,8 +341,11 @@ class ShardedRedisAdapter(ClusterAdapter):
         packet = data.get("packet")
         if not isinstance(packet, dict) or not isinstance(packet.get("data"), list):
             return
-        raw_opts = data.get("opts") if isinstance(data.get("opts"), dict) else {}
-        flags = raw_opts.get("flags") if isinstance(raw_opts.get("flags"), dict) else {}
+        raw_opts = data.get("opts")
+        if not isinstance(raw_opts, dict):
+            raw_opts = {}
+        raw_flags = raw_opts.get("flags")
+        flags = raw_flags if isinstance(raw_flags, dict) else {}
         opts = BroadcastOptions(
             rooms=_rooms(raw_opts.get("rooms")), except_rooms=_rooms(raw_opts.get("except")),
             flags=BroadcastFlags(volatile=bool(flags.get("volatile")),

@@ -210,7 +210,7 @@ class InMemoryAdapter:
         on_ack: Callable[[Any], None],
     ) -> None:
         """Broadcast asking every recipient for an ack; reports how many were asked."""
-        packet.id = self.nsp.next_ack_id()
+        ack_id = packet.id = self.nsp.next_ack_id()
         outgoing = self.encode(packet)
         volatile = opts.flags.volatile
         count = 0
@@ -218,7 +218,7 @@ class InMemoryAdapter:
         def deliver(socket: Socket) -> None:
             nonlocal count
             count += 1
-            socket._acks[packet.id] = on_ack  # type: ignore[index]
+            socket._acks[ack_id] = on_ack
             if socket._any_outgoing is not None:
                 socket._notify_outgoing(packet.data)
             socket.client.write_outgoing(outgoing, volatile)
@@ -247,9 +247,9 @@ class InMemoryAdapter:
             (room,) = rooms
             for sid in list(self.rooms.get(room, ())):
                 if sid not in except_sids:
-                    socket = sockets.get(sid)
-                    if socket is not None:
-                        yield socket
+                    member = sockets.get(sid)
+                    if member is not None:
+                        yield member
             return
         seen: set[str] = set()
         for room in rooms:
@@ -257,9 +257,9 @@ class InMemoryAdapter:
                 if sid in seen or sid in except_sids:
                     continue
                 seen.add(sid)
-                socket = sockets.get(sid)
-                if socket is not None:
-                    yield socket
+                member = sockets.get(sid)
+                if member is not None:
+                    yield member
 
     def _except_sids(self, except_rooms: frozenset[str]) -> set[str] | frozenset[str]:
         if not except_rooms:

@@ -41,7 +41,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote
 
 import orjson
@@ -749,13 +749,13 @@ class AdminInstrumentation:
                 session.__class__ = Session
         self._polling.clear()
         if getattr(self.io, "_admin_instrumentation", None) is self:
-            self.io._admin_instrumentation = None  # type: ignore[attr-defined]
+            self.io._admin_instrumentation = None
 
 
 def instrument(
     io: Server,
     *,
-    auth: Mapping[str, Any] | None = None,
+    auth: Mapping[str, Any] | Literal[False] | None = None,
     mode: str = "development",
     read_only: bool = False,
     namespace_name: str = "/admin",
@@ -785,6 +785,7 @@ def instrument(
         io, auth=auth, mode=mode, read_only=read_only, namespace_name=namespace_name,
         server_id=server_id, serve_ui_at=serve_ui_at, ui_dir=ui_dir,
         stats_interval=stats_interval)
+    # A marker on the server, deliberately not declared in its API.
     io._admin_instrumentation = instrumentation  # type: ignore[attr-defined]
     return instrumentation
 

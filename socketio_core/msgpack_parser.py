@@ -38,6 +38,7 @@ not a valid msgpack timestamp are refused, and integers keep their precision bey
 
 from __future__ import annotations
 
+import builtins
 import datetime as _dt
 import re
 import struct
@@ -214,7 +215,7 @@ class _ExactDecoder:
             out.append(None if item is _UNDEFINED else item)
         return out
 
-    def map(self, length: int, depth: int) -> dict[str, Any]:
+    def map(self, length: int, depth: int) -> dict[builtins.str, Any]:  # str: the method above
         if depth > self.max_depth:
             raise ProtocolError("data nested too deeply")
         if 2 * length > len(self.buf) - self.pos:
@@ -332,7 +333,7 @@ class MsgPackParser:
     def decoder(self) -> MsgPackDecoder:
         return MsgPackDecoder(self)
 
-    def decode(self, data: bytes | bytearray | memoryview) -> Packet:
+    def decode(self, data: str | bytes | bytearray | memoryview) -> Packet:
         """Decode one message; raises ProtocolError when it is not a valid packet."""
         if isinstance(data, str):
             raise ProtocolError("got a text message; the msgpack parser only uses binary ones")

@@ -8,7 +8,9 @@ import itertools
 import logging
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+
+from engineio_core.server import HandlerResult
 
 from .broadcast import BroadcastOperator, Rooms
 from .errors import ConnectRefused
@@ -27,8 +29,23 @@ __all__ = ["SERVER_SIDE_RESERVED_EVENTS", "Namespace", "ParentNamespace"]
 #: event names of the protocol (Node refuses "connect", "connection", "new_namespace").
 SERVER_SIDE_RESERVED_EVENTS = RESERVED_EVENTS | {"connection", "new_namespace"}
 
-ConnectMiddleware = Callable[[Socket], Any]
+# Handler types (plain functions are called inline, coroutine functions run as tasks).
+#: ``use()``: gets the socket before it connects; raise ConnectRefused to refuse it.
+ConnectMiddleware = Callable[[Socket], HandlerResult]
+#: ``on("connection")``: gets each new socket.
+ConnectionHandler = Callable[[Socket], HandlerResult]
+#: ``on("new_namespace")`` (main namespace): gets each namespace created on demand.
+NewNamespaceHandler = Callable[["Namespace"], HandlerResult]
+#: ``on(name)`` for other names: gets the arguments of another node's ``server_side_emit``;
+#: what it returns (an awaitable: what that gives) is the ack when one was asked.
+ServerSideEventHandler = Callable[..., object]
+#: Any of the above, as stored.
 Handler = Callable[..., Any]
+
+_ConnectionT = TypeVar("_ConnectionT", bound=ConnectionHandler)
+_NewNamespaceT = TypeVar("_NewNamespaceT", bound=NewNamespaceHandler)
+_ServerSideEventT = TypeVar("_ServerSideEventT", bound=ServerSideEventHandler)
+_ConnectMiddlewareT = TypeVar("_ConnectMiddlewareT", bound=ConnectMiddleware)
 
 
 class Namespace:
@@ -52,7 +69,7 @@ class Namespace:
 
     # ------------------------------------------------------------------ registration
 
-    def use(self, middleware: ConnectMiddleware) -> ConnectMiddleware:
+    def use(self, middleware: _ConnectMiddlewareT) -> _ConnectMiddlewareT:
         """Connection middleware: ``fn(socket)``, sync or async.
 
         Raise ConnectRefused(message, data) to refuse; the client gets CONNECT_ERROR with
@@ -61,6 +78,25 @@ class Namespace:
         """
         self._middlewares.append(middleware)
         return middleware
+
+    # As Socket.on: the Literal overloads narrow the str ones, which return the handler
+    # too, so the overlap is safe (hence the ignores).
+    @overload
+    def on(  # type: ignore[overload-overlap]
+        self, event: Literal["connection"]
+    ) -> Callable[[_ConnectionT], _ConnectionT]: ...
+    @overload
+    def on(self, event: Literal["connection"], handler: _ConnectionT) -> _ConnectionT: ...
+    @overload
+    def on(  # type: ignore[overload-overlap]
+        self, event: Literal["new_namespace"]
+    ) -> Callable[[_NewNamespaceT], _NewNamespaceT]: ...
+    @overload
+    def on(self, event: Literal["new_namespace"], handler: _NewNamespaceT) -> _NewNamespaceT: ...
+    @overload
+    def on(self, event: str) -> Callable[[_ServerSideEventT], _ServerSideEventT]: ...
+    @overload
+    def on(self, event: str, handler: _ServerSideEventT) -> _ServerSideEventT: ...
 
     def on(self, event: str, handler: Handler | None = None) -> Any:
         """``connection`` handlers get each new socket; usable as a decorator.
@@ -311,10 +347,12 @@ class ParentNamespace(Namespace):
     def _children_operator(self) -> ChildrenOperator:
         return ChildrenOperator([child._all for child in list(self.children)])
 
+    # A parent broadcasts to all its children (Node's ParentNamespace): its operators are
+    # ChildrenOperators, not the BroadcastOperator a Namespace returns, hence the ignores.
     def to(self, *rooms: Rooms) -> ChildrenOperator:  # type: ignore[override]
         return self._children_operator().to(*rooms)
 
-    in_ = to
+    in_ = to  # type: ignore[assignment]  # see to()
 
     def except_(self, *rooms: Rooms) -> ChildrenOperator:  # type: ignore[override]
         return self._children_operator().except_(*rooms)

@@ -573,7 +573,7 @@ class RemoteSocket:
 
     __slots__ = ("_adapter", "data", "handshake", "id", "rooms")
 
-    def __init__(self, adapter: RedisAdapter, details: dict[str, Any]) -> None:
+    def __init__(self, adapter: InMemoryAdapter, details: dict[str, Any]) -> None:
         self._adapter = adapter
         self.id: str = details.get("id", "")
         self.handshake = _remote_handshake(details.get("handshake"))
@@ -632,6 +632,8 @@ class FactoryAdapter(InMemoryAdapter):
 
 class RedisAdapter(FactoryAdapter):
     """The in-memory adapter of one namespace, plus the messages to the other nodes."""
+
+    factory: RedisAdapterFactory
 
     def __init__(self, nsp: Namespace, factory: RedisAdapterFactory) -> None:
         super().__init__(nsp, factory, _uid())
@@ -827,7 +829,8 @@ class RedisAdapter(FactoryAdapter):
         args = packet.get("data")
         if not isinstance(args, list):
             return
-        flags = raw_opts.get("flags") if isinstance(raw_opts.get("flags"), dict) else {}
+        raw_flags = raw_opts.get("flags")
+        flags = raw_flags if isinstance(raw_flags, dict) else {}
         opts = BroadcastOptions(
             rooms=_rooms(raw_opts.get("rooms")),
             except_rooms=_rooms(raw_opts.get("except")),
@@ -895,7 +898,8 @@ class RedisAdapter(FactoryAdapter):
                     InMemoryAdapter.disconnect_sockets(self, opts, bool(request.get("close")))
                 return
             # The legacy form (adapters before 7): one socket, answered.
-            socket = sockets.get(request.get("sid"))  # type: ignore[arg-type]
+            sid = request.get("sid")
+            socket = sockets.get(sid) if isinstance(sid, str) else None
             if socket is None:
                 return
             if kind == _REMOTE_JOIN:

@@ -197,6 +197,7 @@ class RedisStreamsAdapterFactory(RedisAdapterFactory):
         self._reader_ready: asyncio.Event | None = None
         self._refresher: asyncio.Task[None] | None = None
 
+    # Another kind of adapter on the base factory's Redis plumbing, not a RedisAdapter.
     def __call__(self, nsp: Namespace) -> RedisStreamsAdapter:  # type: ignore[override]
         return RedisStreamsAdapter(nsp, self)
 
@@ -584,7 +585,8 @@ class RedisStreamsAdapter(ClusterAdapter):
             args = packet.get("data")
             if not isinstance(args, list):
                 return
-            flags = raw_opts.get("flags") if isinstance(raw_opts.get("flags"), dict) else {}
+            raw_flags = raw_opts.get("flags")
+            flags = raw_flags if isinstance(raw_flags, dict) else {}
             opts = BroadcastOptions(
                 rooms=_rooms(raw_opts.get("rooms")), except_rooms=_rooms(raw_opts.get("except")),
                 flags=BroadcastFlags(volatile=bool(flags.get("volatile")),
@@ -737,7 +739,8 @@ class RedisStreamsAdapter(ClusterAdapter):
         packet, raw_opts = data.get("packet"), data.get("opts")
         if not isinstance(packet, dict) or not isinstance(raw_opts, dict):
             return None
-        flags = raw_opts.get("flags") if isinstance(raw_opts.get("flags"), dict) else {}
+        raw_flags = raw_opts.get("flags")
+        flags = raw_flags if isinstance(raw_flags, dict) else {}
         args = packet.get("data")
         if (packet.get("type", 2) != 2 or "id" in packet or "volatile" in flags
                 or not isinstance(args, list)):

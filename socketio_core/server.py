@@ -5,14 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, overload
 
 from engineio_core import EngineServer, Session
 
 from .adapter import InMemoryAdapter, RecoveryOptions
 from .broadcast import BroadcastOperator, Rooms
 from .client import Client
-from .namespace import Namespace, NamespaceMatcher, ParentNamespace
+from .namespace import (
+    Namespace,
+    NamespaceMatcher,
+    ParentNamespace,
+    _ConnectionT,
+    _ConnectMiddlewareT,
+    _NewNamespaceT,
+    _ServerSideEventT,
+)
 from .packet import JsonParser, Parser
 from .socket import Socket
 
@@ -137,12 +145,32 @@ class Server:
 
     # ------------------------------------------------------------------ main namespace
 
+    # The same overloads as Namespace.on (see there for the ignores).
+    @overload
+    def on(  # type: ignore[overload-overlap]
+        self, event: Literal["connection"]
+    ) -> Callable[[_ConnectionT], _ConnectionT]: ...
+    @overload
+    def on(self, event: Literal["connection"], handler: _ConnectionT) -> _ConnectionT: ...
+    @overload
+    def on(  # type: ignore[overload-overlap]
+        self, event: Literal["new_namespace"]
+    ) -> Callable[[_NewNamespaceT], _NewNamespaceT]: ...
+    @overload
+    def on(self, event: Literal["new_namespace"], handler: _NewNamespaceT) -> _NewNamespaceT: ...
+    @overload
+    def on(self, event: str) -> Callable[[_ServerSideEventT], _ServerSideEventT]: ...
+    @overload
+    def on(self, event: str, handler: _ServerSideEventT) -> _ServerSideEventT: ...
+
     def on(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
         """``connection`` and ``new_namespace`` handlers of the main namespace, and
         server-side events (``server_side_emit`` of other nodes) for other names."""
+        if handler is None:
+            return self.sockets.on(event)
         return self.sockets.on(event, handler)
 
-    def use(self, middleware: Callable[[Socket], Any]) -> Callable[[Socket], Any]:
+    def use(self, middleware: _ConnectMiddlewareT) -> _ConnectMiddlewareT:
         return self.sockets.use(middleware)
 
     def to(self, *rooms: Rooms) -> BroadcastOperator:

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from engineio_core.server import is_awaitable
+from engineio_core.server import HandlerResult, is_awaitable
 
 from .adapter import (
     NO_FLAGS,
@@ -45,8 +45,30 @@ _BINARY_ACK = PacketType.BINARY_ACK
 
 __all__ = ["Handshake", "Socket"]
 
+# Handler types. A handler is a plain function (called inline) or a coroutine function
+# (run as a task of the connection); its errors are logged, never sent to the client.
+
+#: A client event's handler (``socket.on("chat")``): gets the event's arguments (decoded
+#: JSON values; bytes for binary attachments), plus ``ack=`` (an ``Ack``, None when the
+#: client asked for none) if it declares that keyword. Otherwise what it returns (an
+#: awaitable: what that gives) is the ack: None acks with no argument, a tuple with several.
+EventHandler = Callable[..., object]
+#: ``disconnecting`` / ``disconnect`` handlers: get the reason (Node's reasons).
+DisconnectHandler = Callable[[str], HandlerResult]
+#: ``error`` handlers: get the exception a packet middleware raised.
+ErrorHandler = Callable[[Exception], HandlerResult]
+#: ``on_any`` / ``on_any_outgoing``: get ``(event, *args)`` (and ``ack=`` if declared).
+CatchAllHandler = Callable[..., HandlerResult]
+#: ``socket.use``: gets ``[event, *args]``, may change it in place; raising drops the packet.
+Middleware = Callable[[list[Any]], HandlerResult]
+#: Any of the above, as stored.
 Handler = Callable[..., Any]
-Middleware = Callable[[list[Any]], Any]
+
+_EventT = TypeVar("_EventT", bound=EventHandler)
+_DisconnectT = TypeVar("_DisconnectT", bound=DisconnectHandler)
+_ErrorT = TypeVar("_ErrorT", bound=ErrorHandler)
+_CatchAllT = TypeVar("_CatchAllT", bound=CatchAllHandler)
+_MiddlewareT = TypeVar("_MiddlewareT", bound=Middleware)
 
 #: Events a socket emits on the server side, never sent by or to clients.
 SOCKET_EVENTS = frozenset({"disconnect", "disconnecting", "error"})
@@ -161,6 +183,28 @@ class Socket:
 
     # ------------------------------------------------------------------ handlers
 
+    # The Literal overloads narrow the handler of the str ones; both return the handler
+    # itself, so a str that holds "disconnect" only gets the looser check: safe, and
+    # the reason for the overload-overlap ignores.
+    @overload
+    def on(  # type: ignore[overload-overlap]
+        self, event: Literal["disconnect", "disconnecting"]
+    ) -> Callable[[_DisconnectT], _DisconnectT]: ...
+    @overload
+    def on(
+        self, event: Literal["disconnect", "disconnecting"], handler: _DisconnectT
+    ) -> _DisconnectT: ...
+    @overload
+    def on(  # type: ignore[overload-overlap]
+        self, event: Literal["error"]
+    ) -> Callable[[_ErrorT], _ErrorT]: ...
+    @overload
+    def on(self, event: Literal["error"], handler: _ErrorT) -> _ErrorT: ...
+    @overload
+    def on(self, event: str) -> Callable[[_EventT], _EventT]: ...
+    @overload
+    def on(self, event: str, handler: _EventT) -> _EventT: ...
+
     def on(self, event: str, handler: Handler | None = None) -> Any:
         """Handle an event from the client, directly or as a decorator.
 
@@ -189,7 +233,7 @@ class Socket:
             if handler in handlers:
                 handlers.remove(handler)
 
-    def on_any(self, handler: Handler) -> Handler:
+    def on_any(self, handler: _CatchAllT) -> _CatchAllT:
         """Called with (event, *args) for every incoming event, before its handlers.
 
         A catch-all that takes an ``ack`` keyword gets the event's ack (None if the client
@@ -200,7 +244,7 @@ class Socket:
         self._any.append(handler)
         return handler
 
-    def prepend_any(self, handler: Handler) -> Handler:
+    def prepend_any(self, handler: _CatchAllT) -> _CatchAllT:
         if self._any is None:
             self._any = []
         self._any.insert(0, handler)
@@ -214,7 +258,7 @@ class Socket:
         elif handler in self._any:
             self._any.remove(handler)
 
-    def on_any_outgoing(self, handler: Handler) -> Handler:
+    def on_any_outgoing(self, handler: _CatchAllT) -> _CatchAllT:
         """Called with (event, *args) for every event sent to this socket."""
         if self._any_outgoing is None:
             self._any_outgoing = []
@@ -229,7 +273,7 @@ class Socket:
         elif handler in self._any_outgoing:
             self._any_outgoing.remove(handler)
 
-    def use(self, middleware: Middleware) -> Middleware:
+    def use(self, middleware: _MiddlewareT) -> _MiddlewareT:
         """Per-packet middleware: gets ``[event, *args]``, may change it in place.
 
         Raising drops the packet; the exception goes to the socket's ``error`` handlers.
@@ -396,6 +440,7 @@ class Socket:
         if ptype is _EVENT or ptype is _BINARY_EVENT:
             self._on_event(packet)
         elif ptype is _ACK or ptype is _BINARY_ACK:
+            # An ACK without id pops nothing (None is never a key): no check on this path.
             ack = self._acks.pop(packet.id, None)  # type: ignore[arg-type]
             if ack is not None:
                 try:

@@ -21,7 +21,7 @@ def chart_case(data: dict[str, Any], case: dict[str, Any], out: Path) -> Path | 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    servers = data["meta"]["servers"]
+    servers = case.get("servers") or data["meta"]["servers"]
     summary = data["summary"][case["name"]]["servers"]
     # Throughput or memory first, then up to two more metrics (latency, CPU per op).
     metrics = [m for m in case["metrics"] if m.get("primary")]

@@ -5,14 +5,16 @@
 //   node generator.mjs '<json config>'
 //
 // The config names the scenario, the server's port and pid, and the sizes and times;
-// `ports` and `server_pids` (lists) instead name the nodes of a fleet (scenario fanout2):
-// client k connects to ports[k % n], and the server CPU is summed over every pid.
+// `ports` and `server_pids` (lists) instead name the nodes of a fleet (scenarios fanout2,
+// gateway-pm): client k connects to ports[k % n] (gateway-pm: senders to the first node,
+// receivers to the last), and the server CPU is summed over every pid.
 // Everything is bounded: connection phases have deadlines, measurement windows are timed,
 // and a watchdog exits the process after config.deadline seconds whatever happens.
 // Progress goes to stderr as "PROGRESS <text>"; the result is one stdout line
 // "RESULT <json>". CPU is read at the edges of each measurement window: the server's from
 // /proc/<pid>/stat (utime + stime), the generator's from process.cpuUsage().
 
+import crypto from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import { createRequire } from "node:module";
@@ -33,7 +35,10 @@ const watchdog = setTimeout(() => {
 watchdog.unref();
 
 const now = () => performance.now(); // ms, sub-microsecond resolution
-const nowMicros = () => Math.round(performance.now() * 1000);
+// Microseconds of CLOCK_MONOTONIC (performance.now() counts from a fixed offset of it):
+// the clock of the servers' departure times (Python time.monotonic_ns, Node hrtime).
+const MONO_OFFSET_US = Number(process.hrtime.bigint() / 1000n) - performance.now() * 1000;
+const nowMicros = () => Math.round(performance.now() * 1000 + MONO_OFFSET_US);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function progress(text) {
@@ -71,6 +76,22 @@ function serverCpu() {
   return [total, system, each];
 }
 
+// Seconds the servers' main threads spent runnable but waiting for a CPU (summed over the
+// servers; /proc/<pid>/schedstat, second field, ns): other load on their core, or each
+// other when two nodes share it.
+function serverRunqueueWait() {
+  if (!SERVER_PIDS.length) return null;
+  let total = 0;
+  for (const pid of SERVER_PIDS) {
+    try {
+      total += Number(fs.readFileSync(`/proc/${pid}/schedstat`, "utf8").split(" ")[1]) / 1e9;
+    } catch {
+      return null;
+    }
+  }
+  return total;
+}
+
 function serverRssBytes() {
   if (!SERVER_PIDS.length) return null;
   try {
@@ -87,11 +108,13 @@ class Window {
   start() {
     this.t0 = now();
     this.server0 = serverCpu();
+    this.wait0 = serverRunqueueWait();
     this.gen0 = process.cpuUsage();
   }
   stop() {
     this.t1 = now();
     this.server1 = serverCpu();
+    this.wait1 = serverRunqueueWait();
     this.gen1 = process.cpuUsage(this.gen0);
   }
   get seconds() {
@@ -114,6 +137,8 @@ class Window {
       server_cpu_pct: serverCpu === null ? null : (100 * serverCpu) / wall,
       server_cpu_system_pct: serverSystem === null ? null : (100 * serverSystem) / wall,
       server_cpu_us_per_op: serverCpu === null || !operations ? null : (1e6 * serverCpu) / operations,
+      server_runqueue_wait_pct: this.wait0 === null || this.wait1 === null ? null
+        : (100 * (this.wait1 - this.wait0)) / wall,
       generator_cpu_s: genCpu,
       generator_cpu_pct: (100 * genCpu) / wall,
       generator_cpu_system_pct: (100 * genSystem) / wall,
@@ -194,10 +219,14 @@ const C_4 = 0x34;
 //   onEvent(client, buf, start, end)       a Socket.IO EVENT ("42..."): buf[start] is '['
 //   onAck(client, id, buf, start, end)     a Socket.IO ACK ("43<id>[...]")
 //   onClose(client, reason)
+let PINGS = 0; // Engine.IO pings received by all clients (the scale scenario's idle phase)
+
 class RawClient {
-  constructor(handlers, node = 0) {
+  constructor(handlers, node = 0, local = null) {
     this.h = handlers;
     this.node = node; // index into PORTS
+    this.local = local; // {localAddress, localPort} or null: the kernel picks
+    this.waiting = null; // ack id -> resolve, for request()
     this.state = "connecting";
     this.pending = null;
     this.fragments = null;
@@ -215,6 +244,7 @@ class RawClient {
     const socket = net.connect({
       host: HOST,
       port: PORTS[this.node],
+      ...(this.local || {}),
       onread: {
         buffer: READ_BUFFER,
         callback: (nread, buf) => {
@@ -317,7 +347,11 @@ class RawClient {
         let j = start + 2;
         let id = 0;
         while (j < end && buf[j] >= 0x30 && buf[j] <= 0x39) id = id * 10 + (buf[j++] - 0x30);
-        if (this.h.onAck) this.h.onAck(this, id, buf, j, end);
+        const waiter = this.waiting && this.waiting.get(id);
+        if (waiter) {
+          this.waiting.delete(id);
+          waiter(JSON.parse(buf.toString("utf8", j, end)));
+        } else if (this.h.onAck) this.h.onAck(this, id, buf, j, end);
       } else if (sio === C_0) {
         this.state = "connected";
         this.connectedAt = now();
@@ -326,18 +360,39 @@ class RawClient {
         this.close(`connect_error: ${buf.toString("utf8", start, end)}`);
       }
     } else if (eio === C_2) {
+      PINGS++;
       this.sendFrame(FRAME_3); // ping -> pong
     } else if (eio === C_0) {
-      this.sendFrame(FRAME_40); // Engine.IO open -> connect to the main namespace
+      // Engine.IO open -> connect to the main namespace (with auth when the handlers say)
+      this.sendFrame(this.h.connectFrame || FRAME_40);
     } else if (eio === C_1) {
       this.close("engine.io close");
     }
   }
 }
 
+// emit(event, ...args) with ack id `id`; resolves with the ack's arguments (an array), or
+// null after `timeoutMs` (a server without that handler).
+function request(client, id, event, args, timeoutMs = 10000) {
+  return new Promise((resolve) => {
+    if (!client.waiting) client.waiting = new Map();
+    const timer = setTimeout(() => {
+      client.waiting.delete(id);
+      resolve(null);
+    }, timeoutMs);
+    client.waiting.set(id, (value) => {
+      clearTimeout(timer);
+      resolve(value);
+    });
+    client.sendText(`42${id}${JSON.stringify([event, ...args])}`);
+  });
+}
+
 // Opens `total` clients, at most `concurrency` handshakes at a time; resolves when every
-// one is connected to the namespace or failed, or at `deadlineMs`.
-function openMany(total, concurrency, makeHandlers, deadlineMs, label) {
+// one is connected to the namespace or failed, or at `deadlineMs`. `local()`, when given,
+// names the local address and port of each connection (a bind that finds the port in use
+// is retried on the next one it names, at most 1,000 times in all).
+function openMany(total, concurrency, makeHandlers, deadlineMs, label, local = null) {
   return new Promise((resolve) => {
     const clients = [];
     const connectTimes = new Samples(total);
@@ -345,16 +400,17 @@ function openMany(total, concurrency, makeHandlers, deadlineMs, label) {
     let done = 0;
     let failed = 0;
     let lastReport = 0;
+    let rebinds = 0;
     const errors = {};
     const finish = () => {
       clearTimeout(timer);
-      resolve({ clients, connectTimes, failed, errors, timedOut: done < total });
+      resolve({ clients, connectTimes, failed, errors, rebinds, timedOut: done < total });
     };
     const timer = setTimeout(finish, deadlineMs);
-    const startNext = () => {
-      if (started >= total) return;
-      const node = started % PORTS.length;
-      started++;
+    const startNext = (retry = false) => {
+      if (started >= total && !retry) return;
+      const node = (retry ? started - 1 : started) % PORTS.length;
+      if (!retry) started++;
       let settled = false;
       const extra = makeHandlers ? makeHandlers() : {};
       const client = new RawClient({
@@ -369,6 +425,12 @@ function openMany(total, concurrency, makeHandlers, deadlineMs, label) {
           if (extra.onConnect) extra.onConnect(c);
         },
         onClose: (c, reason) => {
+          if (!settled && local && reason === "error: EADDRINUSE" && rebinds < 1000) {
+            settled = true;
+            rebinds++;
+            startNext(true);
+            return;
+          }
           if (!settled) {
             settled = true;
             failed++;
@@ -378,7 +440,7 @@ function openMany(total, concurrency, makeHandlers, deadlineMs, label) {
           }
           if (extra.onClose) extra.onClose(c, reason);
         },
-      }, node);
+      }, node, local ? local() : null);
       client.open();
     };
     const step = () => {
@@ -419,6 +481,66 @@ function readTimestamp(buf, start, end) {
   return t;
 }
 
+const median = (xs) => {
+  if (!xs.length) return null;
+  const sorted = xs.slice().sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+};
+
+// Per broadcast, when its first and last frame arrived at the clients (keyed by the
+// payload's send timestamp), to set beside the server's departure times.
+class Arrivals {
+  constructor() {
+    this.byBroadcast = new Map();
+  }
+  add(sentUs, nowUs) {
+    const entry = this.byBroadcast.get(sentUs);
+    if (entry === undefined) this.byBroadcast.set(sentUs, [nowUs, nowUs, 1]);
+    else {
+      entry[1] = nowUs;
+      entry[2]++;
+    }
+  }
+  // [[sent, first arrival, last arrival, frames]] in send order
+  list() {
+    return [...this.byBroadcast.entries()].sort((a, b) => a[0] - b[0]).map(([t, e]) => [t, ...e]);
+  }
+}
+
+// Server departures ([received, first write, last write, writes] per bcast, in order, from
+// the app's `departures` tap) beside the generator's arrivals of the same broadcasts.
+// All times are CLOCK_MONOTONIC microseconds; results in ms, medians over broadcasts.
+function departureSummary(records, arrivals) {
+  if (!Array.isArray(records) || !records.length) return null;
+  const n = Math.min(records.length, arrivals.length);
+  const pick = (f) => {
+    const xs = [];
+    for (let k = 0; k < n; k++) {
+      const v = f(records[k], arrivals[k]);
+      if (Number.isFinite(v)) xs.push(v / 1000);
+    }
+    return xs;
+  };
+  const firstWrite = pick((r) => (r[3] ? r[1] - r[0] : NaN));
+  const lastWrite = pick((r) => (r[3] ? r[2] - r[0] : NaN));
+  return {
+    broadcasts: n,
+    writes_per_broadcast: median(records.slice(0, n).map((r) => r[3])),
+    // from the emit leaving the generator to the server handling it
+    send_to_server_ms: median(pick((r, a) => r[0] - a[0])),
+    // server: from handling the bcast to its first / last write
+    server_first_write_ms: median(firstWrite),
+    server_last_write_ms: median(lastWrite),
+    server_last_write_ms_max: lastWrite.length ? Math.max(...lastWrite) : null,
+    server_write_span_ms: median(pick((r) => (r[3] ? r[2] - r[1] : NaN))),
+    // clients: from the emit to the first / last arrival
+    first_arrival_ms: median(pick((r, a) => a[1] - a[0])),
+    last_arrival_ms: median(pick((r, a) => a[2] - a[0])),
+    // how long after the server's last write the last frame was read (the generator's lag)
+    arrival_after_last_write_ms: median(pick((r, a) => (r[3] ? a[2] - r[2] : NaN))),
+  };
+}
+
 // ------------------------------------------------------------------ scenarios
 
 // Fan-out, in two phases after a warm-up:
@@ -446,6 +568,7 @@ async function fanout() {
     nodes > 1 ? PORTS.map(() => new Samples(Math.ceil(capacity / nodes))) : null;
   let nodeLatency = perNodeSamples();
   const nodeMeasured = new Array(nodes).fill(0);
+  let arrivals = null; // Arrivals, in the latency phase
 
   const maybeSend = () => {
     while (!stopped && sent - deliveries / N < window) {
@@ -459,8 +582,10 @@ async function fanout() {
       measured++;
       const t = readTimestamp(buf, start, end);
       if (t >= 0) {
-        const ms = (nowMicros() - t) / 1000;
+        const nowUs = nowMicros();
+        const ms = (nowUs - t) / 1000;
         latency.add(ms);
+        if (arrivals !== null) arrivals.add(t, nowUs);
         if (nodeLatency) nodeLatency[client.node].add(ms);
       }
       if (nodes > 1) nodeMeasured[client.node]++;
@@ -522,10 +647,14 @@ async function fanout() {
   let unloaded = { count: 0 };
   let unloadedByNode = null;
   let unloadedBroadcasts = 0;
+  let departures = null;
   if ((cfg.latency_duration || 0) > 0) {
     progress("measuring latency (1 in flight)");
+    // The server stamps its writes from here on (a no-op answer: no departure times).
+    const tapped = await request(sender, 900000001, "departures", ["start"], 5000);
     latency = new Samples(capacity);
     nodeLatency = perNodeSamples();
+    arrivals = new Arrivals();
     window = 1;
     const before = sent;
     measuring = true;
@@ -535,6 +664,11 @@ async function fanout() {
     stopped = true;
     await drain();
     measuring = false;
+    if (tapped && tapped[0] === true) {
+      const records = await request(sender, 900000002, "departures", ["stop"], 10000);
+      departures = departureSummary(records && records[0], arrivals.list());
+    }
+    arrivals = null;
     unloaded = latency.summary();
     unloadedByNode = nodeLatency && nodeLatency.map((x) => x.summary());
     unloadedBroadcasts = sent - before;
@@ -572,6 +706,7 @@ async function fanout() {
     latency_broadcasts: unloadedBroadcasts,
     loaded_latency_ms: loadedLatency,
     undelivered_after_throughput: undelivered,
+    departures,
     ...byNode,
     ...throughput,
   };
@@ -791,7 +926,498 @@ async function memory() {
   };
 }
 
+// ------------------------------------------------------------------ gateway private messages
+
+// A JWT the gateway accepts (HS256 with the secret it was started with).
+function jwtHs256(secret, claims) {
+  const part = (obj) => Buffer.from(JSON.stringify(obj)).toString("base64url");
+  const signed = `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}`;
+  const signature = crypto.createHmac("sha256", secret).update(signed).digest("base64url");
+  return `${signed}.${signature}`;
+}
+
+// INFO cpu + commandstats of the Redis server (one raw RESP round trip), or null. The
+// Redis may be shared with other work: these numbers are upper bounds for the run.
+function redisInfo() {
+  if (!cfg.redis_url) return Promise.resolve(null);
+  let url;
+  try {
+    url = new URL(cfg.redis_url);
+  } catch {
+    return Promise.resolve(null);
+  }
+  if (url.protocol !== "redis:" || url.password) return Promise.resolve(null);
+  return new Promise((resolve) => {
+    let buf = Buffer.alloc(0);
+    const sock = net.connect({ host: url.hostname || "127.0.0.1", port: Number(url.port || 6379) });
+    const done = (value) => {
+      sock.destroy();
+      resolve(value);
+    };
+    sock.setTimeout(2000, () => done(null));
+    sock.on("error", () => done(null));
+    sock.on("connect", () => sock.write("INFO cpu commandstats\r\n"));
+    sock.on("data", (chunk) => {
+      buf = Buffer.concat([buf, chunk]);
+      const nl = buf.indexOf("\r\n");
+      if (nl < 0) return;
+      if (buf[0] !== 0x24) return done(null); // "$<length>": a bulk string
+      const len = Number(buf.toString("latin1", 1, nl));
+      if (buf.length < nl + 2 + len) return;
+      const info = { cpu: 0, calls: {} };
+      for (const line of buf.toString("utf8", nl + 2, nl + 2 + len).split("\r\n")) {
+        if (line.startsWith("used_cpu_sys:") || line.startsWith("used_cpu_user:")) {
+          info.cpu += Number(line.split(":")[1]);
+        } else if (line.startsWith("cmdstat_")) {
+          const match = /^cmdstat_([^:]+):calls=(\d+)/.exec(line);
+          if (match) info.calls[match[1]] = Number(match[2]);
+        }
+      }
+      done(info);
+    });
+  });
+}
+
+function redisDelta(before, after, operations, seconds) {
+  if (!before || !after || !operations) return {};
+  const calls = {};
+  for (const [name, n] of Object.entries(after.calls)) {
+    const per = (n - (before.calls[name] || 0)) / operations;
+    if (per >= 0.01) calls[name] = Math.round(per * 100) / 100;
+  }
+  const cpu = after.cpu - before.cpu;
+  return {
+    redis_cpu_pct: (100 * cpu) / seconds,
+    redis_cpu_us_per_op: (1e6 * cpu) / operations,
+    redis_calls_per_op: calls,
+    redis_calls_per_op_total: Object.values(calls).reduce((a, b) => a + b, 0),
+  };
+}
+
+const MESSAGE_KEY = Buffer.from('"message":"');
+const SUCCESS_TRUE = Buffer.from('"success":true');
+const PRIVATE_MESSAGE = Buffer.from('"private-message"');
+
+// Digits at buf[i..]: [value, index after them].
+function readInt(buf, i, end) {
+  let v = 0;
+  while (i < end && buf[i] >= 0x30 && buf[i] <= 0x39) v = v * 10 + (buf[i++] - 0x30);
+  return [v, i];
+}
+
+// The gateway's private-message path (realtime_app, scenario gateway-pm). `pairs` pairs of
+// users: the sender on the first node, its receiver on the last (the same node when there
+// is one). Each sender keeps `window` acked private-messages in flight to its receiver
+// (closed loop: a message is done when the sender has its ack AND the receiver has it);
+// the receiver acks every private-message, which deletes the stored copy. The message
+// text carries "<n> <send time in us>", so the receipt gives send-to-receipt latency.
+// Phases: warm-up, throughput (`duration`), then `latency_duration` with one message in
+// flight in the whole run (pairs in turn): the latency without queueing.
+async function gatewayPm() {
+  const P = cfg.pairs;
+  let window = cfg.window || 1;
+  const size = cfg.payload_bytes || 100;
+  const nodes = PORTS.length;
+  const receiverNode = nodes - 1;
+  const capacity = cfg.max_samples || 2_000_000;
+  const exp = Math.floor(Date.now() / 1000) + 3600;
+  const run = cfg.run_tag || "b";
+  let measuring = false;
+  let stopped = true;
+  let solo = false; // the latency phase: one message in flight in the whole run
+  let soloNext = 0;
+  let ackMs = new Samples(capacity);
+  let deliveryMs = new Samples(capacity);
+  let acks = 0; // sender acks in the measurement window
+  let completed = 0; // acked and received, in the window
+  let sent = 0;
+  const refusals = {};
+  let refused = 0;
+  let duplicates = 0;
+  let messageSentEvents = 0;
+  const otherEvents = {};
+
+  const count = (table, key) => {
+    table[key] = (table[key] || 0) + 1;
+  };
+  const pairs = [];
+  for (let k = 0; k < P; k++) {
+    pairs.push({
+      k,
+      senderId: `${run}-s${k}`,
+      receiverId: `${run}-r${k}`,
+      next: 1,
+      pending: new Map(), // n -> [send time us, acked, received]
+      inflight: 0,
+      sender: null,
+      receiver: null,
+    });
+  }
+  const pad = (text) => text + " " + "x".repeat(Math.max(0, size - text.length - 1));
+  const send = (pair) => {
+    const n = pair.next++;
+    const t = nowMicros();
+    pair.pending.set(n, [t, false, false]);
+    pair.inflight++;
+    sent++;
+    pair.sender.sendText(`42${n}["private-message",{"targetUserId":"${pair.receiverId}",` +
+      `"message":"${pad(`${n} ${t}`)}"}]`);
+  };
+  const fill = (pair) => {
+    if (solo || stopped) return;
+    while (pair.inflight < window) send(pair);
+  };
+  const sendSolo = () => {
+    if (!stopped) {
+      const pair = pairs[soloNext++ % P];
+      send(pair);
+    }
+  };
+  const finish = (pair, n, entry) => {
+    if (!(entry[1] && entry[2])) return;
+    pair.pending.delete(n);
+    pair.inflight--;
+    if (measuring) completed++;
+    if (solo) sendSolo();
+    else fill(pair);
+  };
+  const onSenderAck = (client, id, buf, start, end) => {
+    const pair = client.pair;
+    const entry = pair.pending.get(id);
+    if (!entry) return;
+    const ok = buf.indexOf(SUCCESS_TRUE, start) >= 0 && buf.indexOf(SUCCESS_TRUE, start) < end;
+    if (!ok) {
+      // Refused (rate limit, inbox full, store down): never delivered; counted, not timed.
+      refused++;
+      count(refusals, buf.toString("utf8", start, Math.min(end, start + 100)));
+      entry[2] = true;
+    } else if (measuring) {
+      acks++;
+      ackMs.add((nowMicros() - entry[0]) / 1000);
+    }
+    entry[1] = true;
+    finish(pair, id, entry);
+  };
+  const onSenderEvent = (client, buf, start, end) => {
+    if (buf.indexOf('"message-sent"', start) === start + 1) messageSentEvents++;
+    else count(otherEvents, buf.toString("utf8", start, Math.min(end, start + 40)));
+  };
+  const onReceiverEvent = (client, buf, start, end) => {
+    const [ackId, bracket] = readInt(buf, start, end);
+    if (bracket === start) { // no ack id: "connected" and the like
+      count(otherEvents, buf.toString("utf8", start, Math.min(end, start + 40)));
+      return;
+    }
+    client.sendText(`43${ackId}[]`); // the ack deletes the stored copy
+    if (buf.indexOf(PRIVATE_MESSAGE, bracket) !== bracket + 1) return;
+    const k = buf.indexOf(MESSAGE_KEY, bracket);
+    if (k < 0 || k >= end) return;
+    const [n, space] = readInt(buf, k + MESSAGE_KEY.length, end);
+    const [t] = readInt(buf, space + 1, end);
+    const pair = client.pair;
+    const entry = pair.pending.get(n);
+    if (!entry || entry[2]) {
+      duplicates++; // delivered twice (or after it was given up)
+      return;
+    }
+    entry[2] = true;
+    if (measuring) deliveryMs.add((nowMicros() - t) / 1000);
+    finish(pair, n, entry);
+  };
+
+  // Connect every sender and receiver (auth.token in the CONNECT packet).
+  progress(`connecting ${2 * P}`);
+  const clients = [];
+  const failures = {};
+  await new Promise((resolve) => {
+    let settled = 0;
+    const timer = setTimeout(resolve, (cfg.connect_timeout || 30) * 1000);
+    const settle = () => {
+      if (++settled === 2 * P) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    for (const pair of pairs) {
+      for (const role of ["sender", "receiver"]) {
+        const user = role === "sender" ? pair.senderId : pair.receiverId;
+        const token = jwtHs256(cfg.jwt_secret, { sub: user, username: user, exp });
+        let done = false;
+        const client = new RawClient({
+          connectFrame: clientFrame(1, Buffer.from(`40{"token":"${token}"}`)),
+          onConnect: (c) => {
+            if (!done) {
+              done = true;
+              clients.push(c);
+              settle();
+            }
+          },
+          onClose: (c, reason) => {
+            if (!done) {
+              done = true;
+              count(failures, reason.slice(0, 80));
+              settle();
+            }
+          },
+          onAck: role === "sender" ? onSenderAck : undefined,
+          onEvent: role === "sender" ? onSenderEvent : onReceiverEvent,
+        }, role === "sender" ? 0 : receiverNode);
+        client.pair = pair;
+        pair[role] = client;
+        client.open();
+      }
+    }
+  });
+  if (clients.length < 2 * P) {
+    closeAll(clients);
+    return { error: `only ${clients.length}/${2 * P} clients connected`, errors: failures };
+  }
+  await sleep(300); // let the gateway finish each connection's bookkeeping (presence, inbox)
+
+  progress("warmup");
+  stopped = false;
+  for (const pair of pairs) fill(pair);
+  await sleep((cfg.warmup || 2) * 1000);
+  const win = new Window();
+  const redis0 = await redisInfo();
+  measuring = true;
+  win.start();
+  progress(`measuring throughput (${P} pairs x ${window} in flight)`);
+  await sleep((cfg.duration || 10) * 1000);
+  win.stop();
+  measuring = false;
+  const redis1 = await redisInfo();
+  const throughput = win.report(acks);
+  const loaded = { ack: ackMs.summary(), delivery: deliveryMs.summary(), completed };
+  // Drain: the loop stops sending; whatever is in flight must still arrive.
+  stopped = true;
+  const drainUntil = now() + 5000;
+  const inflight = () => pairs.reduce((a, p) => a + p.pending.size, 0);
+  while (inflight() > 0 && now() < drainUntil) await sleep(10);
+  const lostAfterAck = pairs.reduce(
+    (a, p) => a + [...p.pending.values()].filter((e) => e[1] && !e[2]).length, 0);
+  const unansweredAfterDrain = inflight();
+
+  let idle = { ack: { count: 0 }, delivery: { count: 0 }, messages: 0 };
+  if ((cfg.latency_duration || 0) > 0 && unansweredAfterDrain === 0) {
+    progress("measuring latency (1 in flight)");
+    ackMs = new Samples(capacity);
+    deliveryMs = new Samples(capacity);
+    completed = 0;
+    solo = true;
+    stopped = false;
+    measuring = true;
+    sendSolo();
+    await sleep(cfg.latency_duration * 1000);
+    stopped = true;
+    const until = now() + 5000;
+    while (inflight() > 0 && now() < until) await sleep(5);
+    measuring = false;
+    idle = { ack: ackMs.summary(), delivery: deliveryMs.summary(), messages: completed };
+  }
+  closeAll(clients);
+  if (throughput.operations === 0) {
+    return {
+      error: "no private message acked in the measurement window" +
+        (refused ? ` (${refused} refused: ${JSON.stringify(refusals).slice(0, 300)})` : ""),
+      other_events: otherEvents,
+    };
+  }
+  if (loaded.delivery.count === 0) {
+    return { error: `no private message reached a receiver (node ${receiverNode})` };
+  }
+  return {
+    pairs: P,
+    window,
+    nodes,
+    receiver_node: receiverNode,
+    messages_per_s: throughput.operations / throughput.seconds,
+    completed_per_s: loaded.completed / throughput.seconds,
+    ack_ms: loaded.ack,
+    delivery_ms: loaded.delivery,
+    idle_ack_ms: idle.ack,
+    idle_delivery_ms: idle.delivery,
+    idle_messages: idle.messages,
+    sent,
+    refused,
+    refusals,
+    duplicates,
+    lost_after_ack: lostAfterAck,
+    unanswered_after_drain: unansweredAfterDrain,
+    message_sent_events: messageSentEvents,
+    other_events: otherEvents,
+    ...redisDelta(redis0, redis1, throughput.operations, throughput.seconds),
+    // the sender's node and the receiver's (the same one with one node)
+    node1_cpu_us_per_op: throughput.server_cpu_s_per_node
+      ? (1e6 * throughput.server_cpu_s_per_node[0]) / throughput.operations : null,
+    node2_cpu_us_per_op: throughput.server_cpu_s_per_node
+      ? (1e6 * throughput.server_cpu_s_per_node[1]) / throughput.operations : null,
+    ...throughput,
+  };
+}
+
+// Scale: as many idle connections as the file-descriptor limit allows, all in one room;
+// RSS per connection and connect rate; then `broadcasts` broadcasts to all of them, one
+// at a time (emit-to-arrival latency over all recipients, the server's departure times,
+// the generator's CPU while it drains them); then an idle window of `idle` seconds (two
+// ping intervals): the server's heartbeat CPU per ping, connections lost.
+// The clients bind to `source_addresses` loopback addresses (127.0.0.2, ...) and to
+// ports picked here, from `port_base` up: letting connect() search the ephemeral range
+// for each of ~20,000 sockets makes connecting slow.
+async function scale() {
+  const N = cfg.connections;
+  const room = "all";
+  const addresses = cfg.source_addresses || 4;
+  const portBase = cfg.port_base || 10000 + Math.floor(Math.random() * 10000);
+  let slot = 0;
+  const local = () => {
+    const k = slot++;
+    return { localAddress: `127.0.0.${2 + (k % addresses)}`, localPort: portBase + Math.floor(k / addresses) };
+  };
+  const concurrency = cfg.concurrency || 500;
+  let lost = 0;
+  let idleLost = 0;
+  let idle = false;
+  const lossReasons = {};
+  let received = 0;
+  let arrivals = null;
+  let latency = null;
+  const onEvent = (client, buf, start, end) => {
+    received++;
+    const t = readTimestamp(buf, start, end);
+    if (t >= 0 && latency !== null) {
+      const nowUs = nowMicros();
+      latency.add((nowUs - t) / 1000);
+      arrivals.add(t, nowUs);
+    }
+  };
+  const handlers = () => ({
+    onEvent,
+    onClose: (c, reason) => {
+      if (c.state === "closed" && c.connectedAt && !c.ending) {
+        lost++;
+        if (idle) idleLost++;
+        const key = reason.slice(0, 60);
+        lossReasons[key] = (lossReasons[key] || 0) + 1;
+      }
+    },
+  });
+
+  const warm = await openMany(Math.min(100, N), concurrency, null, 30000, "warmup", local);
+  closeAll(warm.clients);
+  await sleep((cfg.settle || 3) * 1000);
+  const rssBefore = serverRssBytes();
+
+  progress(`connecting ${N}`);
+  const win = new Window();
+  win.start();
+  const opened = await openMany(N, concurrency, handlers, (cfg.connect_timeout || 180) * 1000,
+    "connect", local);
+  win.stop();
+  const connectReport = win.report(opened.clients.length);
+  const clients = opened.clients;
+  const endAll = () => {
+    for (const c of clients) c.ending = true;
+    closeAll(clients);
+  };
+  if (clients.length < N) {
+    endAll();
+    return { error: `only ${clients.length}/${N} clients connected`, errors: opened.errors,
+      rebinds: opened.rebinds };
+  }
+  progress("joining");
+  const joinedAll = await Promise.all(clients.map((c) => request(c, 1, "join", [room], 60000)));
+  if (joinedAll.some((x) => x === null)) {
+    endAll();
+    return { error: `join timed out for ${joinedAll.filter((x) => x === null).length} clients` };
+  }
+  progress("settling");
+  await sleep((cfg.settle || 3) * 1000);
+  const rssAfter = serverRssBytes();
+
+  // Broadcasts, one at a time, each to all N.
+  const sender = clients[0];
+  const tapped = await request(sender, 2, "departures", ["start"], 5000);
+  latency = new Samples(N * (cfg.broadcasts || 3));
+  arrivals = new Arrivals();
+  const perBroadcast = [];
+  let deliveryGenCpu = 0;
+  let deliveryWall = 0;
+  for (let b = 0; b < (cfg.broadcasts || 3); b++) {
+    progress(`broadcast ${b + 1}`);
+    received = 0;
+    const gen0 = process.cpuUsage();
+    const t0 = now();
+    sender.sendText(`42["bcast","${room}",${payloadJson(cfg.payload_bytes || 100)}]`);
+    const until = t0 + 30000;
+    while (received < N && now() < until) await sleep(1);
+    const wall = now() - t0;
+    const gen = process.cpuUsage(gen0);
+    deliveryGenCpu += (gen.user + gen.system) / 1e6;
+    deliveryWall += wall / 1000;
+    perBroadcast.push({ received, wall_ms: wall });
+    await sleep(1000);
+  }
+  const records = tapped && tapped[0] === true
+    ? await request(sender, 3, "departures", ["stop"], 10000) : null;
+  const departures = departureSummary(records && records[0], arrivals.list());
+  const broadcastLatency = latency.summary();
+  latency = null;
+
+  // Idle: two ping cycles.
+  progress("idle");
+  const pings0 = PINGS;
+  const lostBefore = lost;
+  idle = true;
+  const idleWin = new Window();
+  idleWin.start();
+  await sleep((cfg.idle || 50) * 1000);
+  idleWin.stop();
+  idle = false;
+  const pings = PINGS - pings0;
+  const idleReport = idleWin.report(pings);
+  const open = clients.filter((c) => !c.closed).length;
+  endAll();
+  await sleep(500);
+  const ok = clients.length;
+  return {
+    connections: N,
+    connected: ok,
+    failed: opened.failed,
+    rebinds: opened.rebinds,
+    errors: opened.errors,
+    source_addresses: addresses,
+    port_base: portBase,
+    rss_before_bytes: rssBefore,
+    rss_after_bytes: rssAfter,
+    rss_per_connection_bytes: rssBefore !== null ? (rssAfter - rssBefore) / ok : null,
+    connections_per_s: ok / connectReport.seconds,
+    connect_ms: opened.connectTimes.summary(),
+    connect_server_cpu_us_per_connection: connectReport.server_cpu_us_per_op,
+    connect_generator_cpu_pct: connectReport.generator_cpu_pct,
+    broadcast_ms: broadcastLatency,
+    broadcasts: perBroadcast,
+    broadcast_complete: perBroadcast.every((x) => x.received >= N),
+    broadcast_generator_cpu_pct: deliveryWall ? (100 * deliveryGenCpu) / deliveryWall : null,
+    departures,
+    idle_seconds: idleReport.seconds,
+    idle_pings: pings,
+    heartbeat_cpu_us_per_ping: idleReport.server_cpu_us_per_op,
+    idle_server_cpu_pct: idleReport.server_cpu_pct,
+    idle_generator_cpu_pct: idleReport.generator_cpu_pct,
+    lost_while_idle: idleLost,
+    lost_before_idle: lostBefore,
+    open_at_end: open,
+    loss_reasons: lossReasons,
+    // Window.report's fields for the harness's generic columns: the connect window
+    ...connectReport,
+    server_cpu_us_per_op: connectReport.server_cpu_us_per_op,
+  };
+}
+
 const SCENARIOS = {
+  "gateway-pm": gatewayPm,
+  scale,
   fanout,
   echo,
   "connect-websocket": connectWebSocket,

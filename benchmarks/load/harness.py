@@ -30,6 +30,8 @@ RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 #: A generator above this share of its core may be what limits the numbers.
 GENERATOR_SATURATED_PCT = 90.0
 NOFILE = 65536
+#: Our server's packages: copied at the start of a run (realtime_app: the gateway-pm cases).
+OUR_PACKAGES = ("engineio_core", "socketio_core", "realtime_app")
 
 
 # ---------------------------------------------------------------------- progress
@@ -174,8 +176,8 @@ def machine_info(env: Env | None) -> dict[str, Any]:
         "kernel": platform.release(),
         "os": platform.platform(),
         "git_commit": _run_text(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT),
-        "git_dirty": bool(_run_text(["git", "status", "--porcelain", "--", "engineio_core",
-                                     "socketio_core"], cwd=REPO_ROOT)),
+        "git_dirty": bool(_run_text(["git", "status", "--porcelain", "--", *OUR_PACKAGES],
+                                    cwd=REPO_ROOT)),
         "versions": versions,
         "taskset": shutil.which("taskset") is not None,
         "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
@@ -185,8 +187,7 @@ def machine_info(env: Env | None) -> dict[str, Any]:
 def code_state() -> str:
     """HEAD, plus a hash of uncommitted changes to the server packages, if any."""
     head = _run_text(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT)
-    diff = _run_text(["git", "diff", "HEAD", "--", "engineio_core", "socketio_core"],
-                     cwd=REPO_ROOT)
+    diff = _run_text(["git", "diff", "HEAD", "--", *OUR_PACKAGES], cwd=REPO_ROOT)
     if diff:
         import hashlib
 
@@ -195,7 +196,7 @@ def code_state() -> str:
 
 
 def snapshot_ours(dest: Path) -> Path:
-    for package in ("engineio_core", "socketio_core"):
+    for package in OUR_PACKAGES:
         shutil.copytree(REPO_ROOT / package, dest / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
     return dest
@@ -217,6 +218,84 @@ def redis_ping(url: str, timeout: float = 2.0) -> str | None:
     return None if answer.startswith(b"+PONG") else f"{url} answered {answer[:40]!r}"
 
 
+def delete_redis_keys(url: str, prefix: str) -> int:
+    """Delete every key starting with ``prefix`` (never FLUSHALL: the Redis may be shared)."""
+    import redis
+
+    pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+    client = redis.Redis.from_url(url, socket_timeout=10)
+    deleted = 0
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                deleted += client.unlink(*batch)
+                batch = []
+        if batch:
+            deleted += client.unlink(*batch)
+    finally:
+        client.close()
+    return deleted
+
+
+#: The gateway's settings in the gateway-pm cases (beside REDIS_URL, REDIS_PREFIX, the
+#: secrets and NODE_ID): limits far above what the run sends, so none caps the measurement.
+GATEWAY_ENV = {
+    "LOG_LEVEL": "WARNING",
+    "RATE_LIMIT_PRIVATE_MESSAGE": "1000000000",
+    "RATE_LIMIT_DEFAULT": "1000000000",
+    "MAX_STORED_MESSAGES": "100000",
+    "MAX_STORED_MESSAGES_PER_SENDER": "100000",
+    "ANOMALY_MESSAGES_PER_MINUTE": "1000000000",
+    "ANOMALY_CONNECTIONS_PER_MINUTE": "1000000000",
+    "SHUTDOWN_TIMEOUT_MS": "3000",
+}
+
+
+@contextlib.contextmanager
+def case_nodes(
+    case: Case, server: str, env: Env | None, cpu: int | None, log_dir: Path,
+    snapshot: Path | None, redis_url: str, key: str, cleanup: dict[str, Any] | None = None,
+) -> Any:
+    """The server processes of one run of ``case``: yields (nodes, extra generator config).
+
+    ``key`` names this run in Redis: fanout2's channel prefix, the gateway's REDIS_PREFIX
+    (its keys are deleted when the nodes have stopped; ``cleanup["redis_keys_deleted"]``
+    says how many).
+    """
+    extra: list[str] = list(case.server_args)
+    config: dict[str, Any] = {}
+    app_env: dict[str, str] = {}
+    if case.app == "gateway":
+        secret = uuid.uuid4().hex + uuid.uuid4().hex
+        app_env = {**GATEWAY_ENV, "JWT_SECRET": secret, "API_KEY": uuid.uuid4().hex,
+                   "REDIS_URL": redis_url, "REDIS_PREFIX": f"{key}:", **case.env}
+        config = {"jwt_secret": secret, "redis_url": redis_url, "run_tag": key[-8:]}
+    elif case.nodes > 1:
+        extra += ["--redis", redis_url, "--redis-key", key]
+    try:
+        with contextlib.ExitStack() as stack:
+            nodes = [
+                stack.enter_context(start_server(
+                    server, env, cpu, log_dir, ours_src=snapshot, extra_args=extra,
+                    app=case.app,
+                    app_env={**app_env, "NODE_ID": f"bench-node-{k + 1}"} if app_env else None))
+                for k in range(case.nodes)
+            ]
+            yield nodes, config
+    finally:
+        if case.app == "gateway":
+            try:
+                deleted = delete_redis_keys(redis_url, f"{key}:")
+            except Exception as exc:  # the run's numbers stand; say what was left behind
+                deleted = -1
+                print(f"could not delete the Redis keys {key}:*: {exc}", file=sys.stderr)
+            if cleanup is not None:
+                cleanup["redis_prefix"] = f"{key}:"
+                cleanup["redis_keys_deleted"] = deleted
+
+
 def loadavg() -> list[float]:
     try:
         return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
@@ -230,9 +309,11 @@ def loadavg() -> list[float]:
 def run_generator(
     case: Case, ports: list[int], server_pids: list[int], env: Env | None,
     npm_dir: Path | None, cpu: int | None, progress: Progress,
+    extra_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     config = {
         **case.generator,
+        **(extra_config or {}),
         "port": ports[0],
         "server_pid": server_pids[0],
         "clk_tck": os.sysconf("SC_CLK_TCK"),
@@ -304,7 +385,7 @@ def aggregate(cases: list[Case], servers: list[str], runs: list[dict[str, Any]]
     summary: dict[str, Any] = {}
     for case in cases:
         per_server: dict[str, Any] = {}
-        for server in servers:
+        for server in case_servers(case, servers):
             results = [r["result"] for r in runs
                        if r["case"] == case.name and r["server"] == server
                        and "error" not in r["result"]]
@@ -328,8 +409,8 @@ def aggregate(cases: list[Case], servers: list[str], runs: list[dict[str, Any]]
             }
         ratios: dict[str, Any] = {}
         ours = per_server.get("ours", {}).get("metrics", {})
-        for other in servers:
-            if other == "ours":
+        for other in case_servers(case, servers):
+            if other == "ours" or "ours" not in per_server:
                 continue
             theirs = per_server[other]["metrics"]
             ratios[other] = {
@@ -338,7 +419,23 @@ def aggregate(cases: list[Case], servers: list[str], runs: list[dict[str, Any]]
                 if m.key in ours and m.key in theirs and theirs[m.key]["median"]
             }
         summary[case.name] = {"servers": per_server, "ratio_ours_to": ratios}
+    # Cases compared with another case of their scenario (gateway-pm: two nodes / one).
+    for case in cases:
+        if case.baseline is None or case.baseline not in summary:
+            continue
+        ours = summary[case.name]["servers"].get("ours", {}).get("metrics", {})
+        base = summary[case.baseline]["servers"].get("ours", {}).get("metrics", {})
+        summary[case.name]["baseline"] = case.baseline
+        summary[case.name]["ratio_to_baseline"] = {
+            key: ours[key]["median"] / base[key]["median"]
+            for key in ours if key in base and base[key]["median"]
+        }
     return summary
+
+
+def case_servers(case: Case, servers: list[str]) -> list[str]:
+    """The servers of the run that this case runs against."""
+    return [s for s in servers if case.servers is None or s in case.servers]
 
 
 def run(args: Any) -> int:
@@ -348,6 +445,10 @@ def run(args: Any) -> int:
     if args.fanout_sizes:
         sizes = tuple(int(s) for s in args.fanout_sizes.split(",") if s)
         profile = type(profile)(**{**profile.__dict__, "fanout_sizes": sizes})
+    for option, setting in (("gateway_pairs", "gateway_pairs"),
+                            ("gateway_window", "gateway_window")):
+        if getattr(args, option, None):
+            profile = type(profile)(**{**profile.__dict__, setting: getattr(args, option)})
     scenarios = args.scenarios or list(DEFAULT_SCENARIOS)
     servers = args.servers.split(",") if args.servers else list(SERVER_NAMES)
     if args.profile == "smoke" and not args.servers:
@@ -364,10 +465,25 @@ def run(args: Any) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
-    if any(c.nodes > 1 for c in cases):
+    if getattr(args, "cases", None):
+        wanted = set(args.cases.split(","))
+        unknown = wanted - {c.name for c in cases}
+        if unknown:
+            print(f"unknown case(s) {sorted(unknown)}; these scenarios have "
+                  f"{[c.name for c in cases]}", file=sys.stderr)
+            return 2
+        cases = [c for c in cases if c.name in wanted]
+    # Servers no case runs against (the gateway cases are ours only) are left out.
+    servers = [s for s in servers if any(s in case_servers(c, [s]) for c in cases)]
+    if not servers:
+        print("no case of these scenarios runs against these servers", file=sys.stderr)
+        return 2
+    if any(c.nodes > 1 or c.app == "gateway" for c in cases):
         why = redis_ping(args.redis_url)
         if why is not None:
-            print(f"fanout2 needs Redis ({why}); use --redis-url", file=sys.stderr)
+            names = sorted({c.scenario for c in cases if c.nodes > 1 or c.app == "gateway"})
+            print(f"{', '.join(names)} need(s) Redis ({why}); use --redis-url",
+                  file=sys.stderr)
             return 2
 
     env = get_env()
@@ -406,7 +522,8 @@ def run(args: Any) -> int:
         "reps": profile.reps,
         "profile_settings": profile.__dict__ | {"fanout_sizes": list(profile.fanout_sizes)},
         "server_cpu": args.server_cpu,
-        "redis_url": args.redis_url if any(c.nodes > 1 for c in cases) else None,
+        "redis_url": args.redis_url if any(c.nodes > 1 or c.app == "gateway" for c in cases)
+        else None,
         "generator_cpu": args.generator_cpu,
         "machine": machine_info(env),
         "loadavg_start": loadavg(),
@@ -415,18 +532,23 @@ def run(args: Any) -> int:
     meta["machine"]["nofile"] = nofile
     cases_meta = [
         {"name": c.name, "scenario": c.scenario, "title": c.title, "notes": c.notes,
-         "metrics": [m.__dict__ for m in c.metrics]}
+         "metrics": [m.__dict__ for m in c.metrics], "servers": case_servers(c, servers),
+         "baseline": c.baseline, "nodes": c.nodes, "app": c.app, "env": c.env}
         for c in cases
     ]
 
-    total = profile.reps * len(cases) * len(servers)
+    total = profile.reps * sum(len(case_servers(c, servers)) for c in cases)
     progress = Progress(total)
     runs: list[dict[str, Any]] = []
     log_dir = Path(tempfile.mkdtemp(prefix="socketio-bench-logs-"))
     # Our server runs from a copy of its packages taken now, so that edits to the work tree
     # during a long run cannot mix two versions of the code into one set of results.
-    meta["ours_code"] = code_state()
-    snapshot = snapshot_ours(log_dir / "ours-src")
+    if getattr(args, "ours_src", None):
+        snapshot = Path(args.ours_src).resolve()
+        meta["ours_code"] = f"{snapshot} (--ours-src)"
+    else:
+        meta["ours_code"] = code_state()
+        snapshot = snapshot_ours(log_dir / "ours-src")
     progress.message(f"{total} runs: {len(cases)} cases x {len(servers)} servers x "
                      f"{profile.reps} reps; server on CPU {args.server_cpu}, generator on CPU "
                      f"{args.generator_cpu}; logs in {log_dir}")
@@ -434,26 +556,19 @@ def run(args: Any) -> int:
         for case in cases:
             # Rotate the server order each repetition so no server always runs first.
             order = servers[rep % len(servers):] + servers[: rep % len(servers)]
-            for server in order:
+            for server in case_servers(case, order):
                 progress.begin(f"rep {rep + 1} {case.name} {server}")
                 t0 = time.monotonic()
                 load_before = loadavg()
-                extra: list[str] = []
-                if case.nodes > 1:
-                    # A channel prefix of this run only: the Redis server may be shared.
-                    key = f"bench-{run_id}-{rep + 1}-{server}-{uuid.uuid4().hex[:8]}"
-                    extra = ["--redis", args.redis_url, "--redis-key", key]
+                # A channel / key prefix of this run only: the Redis server may be shared.
+                key = f"bench-{run_id}-{rep + 1}-{server}-{uuid.uuid4().hex[:8]}"
+                cleanup: dict[str, Any] = {}
                 try:
-                    with contextlib.ExitStack() as stack:
-                        nodes = [
-                            stack.enter_context(start_server(
-                                server, env, args.server_cpu, log_dir, ours_src=snapshot,
-                                extra_args=extra))
-                            for _ in range(case.nodes)
-                        ]
+                    with case_nodes(case, server, env, args.server_cpu, log_dir, snapshot,
+                                    args.redis_url, key, cleanup) as (nodes, extra_config):
                         result = run_generator(case, [n.port for n in nodes],
                                                [n.pid for n in nodes], env, npm_dir,
-                                               args.generator_cpu, progress)
+                                               args.generator_cpu, progress, extra_config)
                         exited = [n for n in nodes if n.proc.poll() is not None]
                         if "error" in result or exited:
                             result.setdefault("error", "server exited during the run")
@@ -466,6 +581,7 @@ def run(args: Any) -> int:
                     "rep": rep + 1,
                     "wall_s": time.monotonic() - t0,
                     "loadavg_before": load_before,
+                    **cleanup,
                     "result": result,
                 })
                 progress.finish_step(_summary_line(case, result))

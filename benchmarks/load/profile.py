@@ -4,6 +4,11 @@ Starts our benchmark app pinned to the server core, runs the generator for the c
 and attaches ``py-spy record`` (pip install py-spy) for the measurement window only, so
 connection set-up is left out. Writes the collapsed stacks (``.txt``, flamegraph input)
 and a summary of the hottest functions, self and inclusive (``-top.txt``).
+
+The gateway-pm cases start their ``python -m realtime_app`` nodes as ``run`` does (Redis
+at ``--redis-url``, a key prefix of this run, deleted afterwards) and sample every node at
+once: one ``-node<N>`` pair of files per node (node 1 holds the senders, the last node
+the receivers).
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
-from .harness import GENERATOR, RESULTS_DIR, Progress, raise_nofile
-from .scenarios import PROFILES, build_cases
-from .servers import REPO_ROOT, pin, start_server
+from .harness import GENERATOR, RESULTS_DIR, Progress, case_nodes, raise_nofile, redis_ping
+from .scenarios import GATEWAY_VARIANTS, PROFILES, build_cases
+from .servers import REPO_ROOT, pin
 
 
 def find_py_spy() -> str | None:
@@ -57,17 +63,74 @@ def summarize(collapsed: Path, top: int = 30) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Where a gateway node's time goes: a sample counts for the innermost of these frames on
+#: its stack (so "private-message handler, the rest" is what the handler does besides the
+#: others: validation, the emits, the ack), else for GENERIC_AREAS, else the event loop.
+GATEWAY_AREAS = (
+    ("rate limit (Lua INCR)", "Gateway._within_rate_limit"),
+    ("store_message (Lua)", "RedisStore.store_message"),
+    ("per-minute stats (pipeline)", "Gateway._record_minute"),
+    ("ack: delete the stored copy (Lua)", "Gateway._ack_stored"),
+    ("deliver to the target's sockets", "Gateway._deliver_local"),
+    ("private-message handler, the rest", "Gateway._event_handler.<locals>.handler"),
+    ("adapter writer (XADD, PUBLISH pipeline)", "RedisStreamsAdapterFactory._run_publisher"),
+    ("adapter writer (PUBLISH)", "RedisAdapterFactory._run_publisher"),
+    ("adapter stream reader (XREAD)", "RedisStreamsAdapterFactory._run_reader"),
+    ("adapter pub/sub subscriber", "RedisAdapterFactory._run_subscriber"),
+)
+#: Counted only when none of GATEWAY_AREAS is on the stack. redis-py sends each command
+#: from a task of its own (asyncio.wait_for on Python 3.11), so its writes show up here.
+GENERIC_AREAS = (
+    ("redis-py: sending commands (own task)", "AbstractConnection._send_packed_command"),
+    ("redis-py, other", "redis/"),
+    ("Socket.IO / Engine.IO / WebSocket (reading, writing, acks)", "engineio_core/"),
+    ("Socket.IO / Engine.IO / WebSocket (reading, writing, acks)", "socketio_core/"),
+)
+
+
+def breakdown(collapsed: Path, areas: tuple[tuple[str, str], ...] = GATEWAY_AREAS) -> str:
+    """Shares of the samples by area (see GATEWAY_AREAS); the rest is the event loop."""
+    shares: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        area = "event loop (uvloop, native)"
+        frames = stack.split(";")
+        # Below the event loop only (engineio_core.run is the root of every stack).
+        loop = max((k for k, f in enumerate(frames) if f.startswith("Runner.run ")),
+                   default=-1)
+        frames = frames[loop + 1:]
+        for kinds in (areas, GENERIC_AREAS):
+            found = next((label for frame in reversed(frames) for label, needle in kinds
+                          if needle in frame), None)
+            if found is not None:
+                area = found
+                break
+        shares[area] += n
+    lines = ["by area (innermost match on the stack):"]
+    lines += [f"{100 * n / max(1, total):5.1f}%  {label}" for label, n in shares.most_common()]
+    return "\n".join(lines) + "\n\n"
+
+
 def profile(args: Any) -> int:
     py_spy = find_py_spy()
     if py_spy is None:
         print("py-spy is not installed: pip install py-spy", file=sys.stderr)
         return 2
-    profile_settings = PROFILES["full"]
-    cases = {c.name: c for c in build_cases(["fanout", "echo", "connect", "memory"],
-                                            profile_settings)}
+    profile_settings = type(PROFILES["full"])(**{
+        **PROFILES["full"].__dict__, "gateway_cases": tuple(GATEWAY_VARIANTS)})
+    cases = {c.name: c for c in build_cases(["fanout", "echo", "connect", "memory",
+                                             "gateway-pm"], profile_settings)}
     case = cases.get(args.case)
     if case is None:
         print(f"unknown case {args.case!r}; expected one of {sorted(cases)}", file=sys.stderr)
+        return 2
+    if case.app == "gateway" and (why := redis_ping(args.redis_url)) is not None:
+        print(f"{case.name} needs Redis ({why}); use --redis-url", file=sys.stderr)
         return 2
     raise_nofile()
     out_dir = Path(args.out) if args.out else RESULTS_DIR
@@ -78,9 +141,15 @@ def profile(args: Any) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="socketio-bench-profile-"))
     progress = Progress(1)
     progress.begin(f"profile {case.name}")
-    with start_server("ours", None, args.server_cpu, log_dir) as server:
-        config = {**case.generator, "port": server.port, "server_pid": server.pid,
-                  "clk_tck": os.sysconf("SC_CLK_TCK"), "deadline": case.deadline}
+    key = f"bench-profile-{uuid.uuid4().hex[:8]}"
+    with case_nodes(case, "ours", None, args.server_cpu, log_dir, None, args.redis_url,
+                    key) as (nodes, extra_config):
+        config = {**case.generator, **extra_config, "port": nodes[0].port,
+                  "server_pid": nodes[0].pid, "clk_tck": os.sysconf("SC_CLK_TCK"),
+                  "deadline": case.deadline}
+        if len(nodes) > 1:
+            config["ports"] = [n.port for n in nodes]
+            config["server_pids"] = [n.pid for n in nodes]
         gen = subprocess.Popen(
             [*pin(args.generator_cpu), "node", str(GENERATOR), json.dumps(config)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
@@ -100,24 +169,37 @@ def profile(args: Any) -> int:
             gen.kill()
             print("the generator never reached its measurement window", file=sys.stderr)
             return 1
-        raw = stem.with_suffix(".txt")
-        spy = subprocess.run(
-            [py_spy, "record", "--pid", str(server.pid), "--duration", str(int(duration)),
-             "--rate", "250", "--format", "raw", "--output", str(raw), "--nonblocking"],
-            capture_output=True, text=True, check=False,
-        )
+        # Every node at once, each by its own py-spy.
+        stems = [stem] if len(nodes) == 1 else [
+            stem.parent / f"{stem.name}-node{k + 1}" for k in range(len(nodes))]
+        spies = [
+            subprocess.Popen(
+                [py_spy, "record", "--pid", str(node.pid), "--duration", str(int(duration)),
+                 "--rate", "250", "--format", "raw", "--output", str(s.with_suffix(".txt")),
+                 "--nonblocking"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for node, s in zip(nodes, stems, strict=True)
+        ]
+        spy_errors = [spy.communicate(timeout=duration + 60)[1] for spy in spies]
         stdout, _ = gen.communicate(timeout=case.deadline)
-    if spy.returncode != 0 or not raw.exists():
-        print(f"py-spy failed:\n{spy.stderr[-2000:]}", file=sys.stderr)
-        return 1
+    for spy, s, err in zip(spies, stems, spy_errors, strict=True):
+        if spy.returncode != 0 or not s.with_suffix(".txt").exists():
+            print(f"py-spy failed for {s.name}:\n{err[-2000:]}", file=sys.stderr)
+            return 1
     result = next((json.loads(line[7:]) for line in stdout.splitlines()
                    if line.startswith("RESULT ")), {})
     header = (f"ours under {case.name} ({case.title}); sampled for {duration:g}s with py-spy "
               f"--nonblocking at 250 Hz\nrun: "
               + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in result.items() if not isinstance(v, dict)) + "\n\n")
-    top = stem.parent / (stem.name + "-top.txt")
-    top.write_text(header + summarize(raw))
-    progress.finish_step(f"wrote {top}")
-    print(top.read_text())
+    tops = []
+    for k, s in enumerate(stems):
+        top = s.parent / (s.name + "-top.txt")
+        which = f"node {k + 1} of {len(stems)}\n" if len(stems) > 1 else ""
+        areas = breakdown(s.with_suffix(".txt")) if case.app == "gateway" else ""
+        top.write_text(header + which + areas + summarize(s.with_suffix(".txt")))
+        tops.append(top)
+    progress.finish_step("wrote " + ", ".join(str(t) for t in tops))
+    for top in tops:
+        print(top.read_text())
     return 0

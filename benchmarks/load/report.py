@@ -37,8 +37,12 @@ def _header(servers: list[str], first: str) -> list[str]:
     return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
 
 
+def _case_servers(data: dict[str, Any], case: dict[str, Any]) -> list[str]:
+    return case.get("servers") or data["meta"]["servers"]
+
+
 def case_table(data: dict[str, Any], case: dict[str, Any]) -> list[str]:
-    servers = data["meta"]["servers"]
+    servers = _case_servers(data, case)
     summary = data["summary"][case["name"]]
     lines = _header(servers, "metric")
     for metric in case["metrics"]:
@@ -54,6 +58,41 @@ def case_table(data: dict[str, Any], case: dict[str, Any]) -> list[str]:
     return lines
 
 
+def baseline_tables(data: dict[str, Any]) -> list[str]:
+    """Per scenario whose cases compare with a baseline case (gateway-pm): our medians of
+    every case side by side, then each case / the baseline."""
+    out: list[str] = []
+    scenarios: dict[str, list[dict[str, Any]]] = {}
+    for case in data["cases"]:
+        scenarios.setdefault(case["scenario"], []).append(case)
+    for scenario, cases in scenarios.items():
+        compared = [c for c in cases if c.get("baseline")]
+        if not compared:
+            continue
+        names = [c["name"] for c in cases]
+        prefix = scenario + "-"
+        short = [n[len(prefix):] if n.startswith(prefix) else n for n in names]
+        base = compared[0]["baseline"]
+        base_short = base[len(prefix):] if base.startswith(prefix) else base
+        cols = ["metric", *short, *(f"{s} / {base_short}" for s, c in zip(short, cases,
+                                                                          strict=True)
+                                    if c.get("baseline"))]
+        out += [f"{scenario} (ours), each case beside `{base}`:", "",
+                "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for metric in cases[0]["metrics"]:
+            row = [f"{metric['label']} ({metric['unit']}) {ARROWS[metric['better']]}"]
+            for case in cases:
+                entry = data["summary"][case["name"]]["servers"].get("ours", {}).get(
+                    "metrics", {}).get(metric["key"])
+                row.append(fmt(entry["median"]) if entry else "-")
+            for case in compared:
+                ratio = data["summary"][case["name"]].get("ratio_to_baseline", {})
+                row.append(_ratio(ratio.get(metric["key"])))
+            out.append("| " + " | ".join(row) + " |")
+        out.append("")
+    return out
+
+
 def primary_table(data: dict[str, Any]) -> list[str]:
     servers = data["meta"]["servers"]
     lines = _header(servers, "case: primary metric")
@@ -65,7 +104,7 @@ def primary_table(data: dict[str, Any]) -> list[str]:
             row = [f"{case['name']}: {metric['label']} ({metric['unit']}) "
                    f"{ARROWS[metric['better']]}"]
             for server in servers:
-                entry = summary["servers"][server]["metrics"].get(metric["key"])
+                entry = summary["servers"].get(server, {}).get("metrics", {}).get(metric["key"])
                 row.append(fmt(entry["median"]) if entry else "-")
             if "ours" in servers:
                 for other in servers:
@@ -93,11 +132,17 @@ def warnings(data: dict[str, Any]) -> list[str]:
         where = f"- {run['case']} / {run['server']} rep {run['rep']}"
         if result.get("failed"):
             out.append(f"{where}: {result['failed']} connections failed: {result.get('errors')}")
+        for key in ("refused", "duplicates", "lost_after_ack", "unanswered_after_drain"):
+            if result.get(key):
+                out.append(f"{where}: {key} = {result[key]}"
+                           + (f" {result.get('refusals')}" if key == "refused" else ""))
+        if run.get("redis_keys_deleted") == -1:
+            out.append(f"{where}: its Redis keys could not be deleted")
         # In the throughput scenarios the server should own its core; below 90% it was
         # either pre-empted by other load on the machine or limited by something else.
         cpu = result.get("server_cpu_pct")
-        if (scenario_of.get(run["case"]) in ("fanout", "fanout2", "echo") and cpu is not None
-                and cpu < 90):
+        if (scenario_of.get(run["case"]) in ("fanout", "fanout2", "echo", "gateway-pm")
+                and cpu is not None and cpu < 90):
             out.append(f"{where}: the server used only {cpu:.0f}% of its core (other load on "
                        f"the machine? load average {run.get('loadavg_before')})")
     return out
@@ -106,6 +151,7 @@ def warnings(data: dict[str, Any]) -> list[str]:
 def markdown_tables(data: dict[str, Any]) -> str:
     lines = ["", "Medians of the repetitions; ratios are ours / competitor from the same run.", ""]
     lines += primary_table(data)
+    lines += ["", *baseline_tables(data)]
     for case in data["cases"]:
         lines += ["", f"{case['name']}: {case['title']}", ""]
         lines += case_table(data, case)
@@ -133,7 +179,8 @@ def markdown(data: dict[str, Any], charts: list[str]) -> str:
         f"generator to CPU {meta['generator_cpu']} (taskset: {machine['taskset']}). Load "
         f"average at start {meta['loadavg_start']}, at end {meta.get('loadavg_end')}. "
         f"Commit {machine['git_commit']}{dirty}; our server ran from a copy of "
-        f"engineio_core/socketio_core taken at the start ({meta.get('ours_code', '?')}).",
+        f"engineio_core/socketio_core (and realtime_app, the gateway cases') taken at the "
+        f"start ({meta.get('ours_code', '?')}).",
         "",
         "Servers:",
         *(f"- `{name}`: {label}" for name, label in labels.items()),
@@ -143,6 +190,8 @@ def markdown(data: dict[str, Any], charts: list[str]) -> str:
         "## Summary",
         "",
         *primary_table(data),
+        "",
+        *baseline_tables(data),
     ]
     for case in data["cases"]:
         lines += ["", f"## {case['name']}", "", case["title"] + ".", ""]

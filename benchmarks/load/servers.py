@@ -42,11 +42,24 @@ def pin(cpu: int | None) -> list[str]:
 
 
 def server_command(
-    name: str, env: Env | None, ours_src: Path | None = None
+    name: str, env: Env | None, ours_src: Path | None = None, app: str = "bench",
+    app_env: dict[str, str] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
-    """The app's command line and environment (``--port 0``: the app prints its port)."""
+    """The app's command line and environment (``--port 0``: the app prints its port).
+
+    ``app="gateway"``: ``python -m realtime_app`` (ours only) with ``app_env`` added to its
+    environment (PORT=0: it prints ``LISTENING <port>`` once its adapter is connected).
+    """
     environ = dict(os.environ)
     environ.pop("PYTHONPATH", None)
+    if app == "gateway":
+        if name != "ours":
+            raise ServerError(f"the gateway is our server only, not {name!r}")
+        environ["PYTHONPATH"] = str(ours_src or REPO_ROOT)
+        environ.update({"HOST": "127.0.0.1", "PORT": "0", **(app_env or {})})
+        # -P: the packages come from PYTHONPATH (the copy), not from the working directory
+        # (the repository), which ``-m`` would otherwise put first on sys.path.
+        return [sys.executable, "-P", "-m", "realtime_app"], environ
     if name == "ours":
         # ours_src: a folder holding copies of engineio_core and socketio_core (ahead of
         # the editable install on sys.path); the work tree otherwise.
@@ -99,10 +112,12 @@ def _read_port(stream: IO[str], timeout: float) -> int | None:
 @contextlib.contextmanager
 def start_server(
     name: str, env: Env | None, cpu: int | None, log_dir: Path, ours_src: Path | None = None,
-    extra_args: list[str] | None = None,
+    extra_args: list[str] | None = None, app: str = "bench",
+    app_env: dict[str, str] | None = None,
 ) -> Iterator[RunningServer]:
-    """One server process pinned to ``cpu``; ``extra_args`` go to the app (``--redis ...``)."""
-    argv, environ = server_command(name, env, ours_src)
+    """One server process pinned to ``cpu``; ``extra_args`` go to the app (``--redis ...``);
+    ``app``/``app_env`` pick the gateway instead of the benchmark app (server_command)."""
+    argv, environ = server_command(name, env, ours_src, app, app_env)
     argv += extra_args or []
     log_path = log_dir / f"{name}-{time.monotonic_ns()}.log"
     with open(log_path, "w") as log:

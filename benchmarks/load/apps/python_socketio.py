@@ -18,11 +18,15 @@ import socketio
 import uvicorn
 
 
-def build(redis_url: str | None = None, redis_key: str = "socketio") -> socketio.AsyncServer:
+def build(redis_url: str | None = None, redis_key: str = "socketio",
+          ping_interval: float | None = None) -> socketio.AsyncServer:
     manager = None
     if redis_url:
         manager = socketio.AsyncRedisManager(redis_url, channel=redis_key)
-    sio = socketio.AsyncServer(async_mode="asgi", client_manager=manager)
+    options: dict[str, Any] = {}
+    if ping_interval is not None:
+        options["ping_interval"] = ping_interval
+    sio = socketio.AsyncServer(async_mode="asgi", client_manager=manager, **options)
 
     @sio.on("join")
     async def join(sid: str, room: str) -> bool:
@@ -33,6 +37,10 @@ def build(redis_url: str | None = None, redis_key: str = "socketio") -> socketio
     async def bcast(sid: str, room: str, payload: Any) -> None:
         await sio.emit("msg", payload, room=room)
 
+    @sio.on("departures")
+    async def departures(sid: str, command: str) -> Any:
+        return None  # no departure times from this server (the generator reports none)
+
     @sio.on("echo")
     async def echo(sid: str, payload: Any) -> Any:
         return payload
@@ -40,8 +48,9 @@ def build(redis_url: str | None = None, redis_key: str = "socketio") -> socketio
     return sio
 
 
-async def main(host: str, port: int, redis_url: str | None, redis_key: str) -> None:
-    sio = build(redis_url, redis_key)
+async def main(host: str, port: int, redis_url: str | None, redis_key: str,
+               ping_interval: float | None = None) -> None:
+    sio = build(redis_url, redis_key, ping_interval)
     app = socketio.ASGIApp(sio, socketio_path="socket.io")
     config = uvicorn.Config(
         app,
@@ -82,7 +91,8 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--redis", help="Redis URL: run as one node with AsyncRedisManager")
     parser.add_argument("--redis-key", default="socketio", help="the manager's channel")
+    parser.add_argument("--ping-interval", type=float, help="pingInterval in seconds (25)")
     args = parser.parse_args()
     import uvloop
 
-    uvloop.run(main(args.host, args.port, args.redis, args.redis_key))
+    uvloop.run(main(args.host, args.port, args.redis, args.redis_key, args.ping_interval))
