@@ -206,6 +206,8 @@ class Gateway:
         self._states: dict[Socket, _SocketState] = {}
         #: The cluster adapter factory (``healthy``, ``stats``), set by the app with Redis.
         self.cluster: Any = None
+        #: The node stops (SIGTERM): stored messages are no longer sent from here.
+        self.stopping = False
         self._cluster_marks: tuple[int, int] = (0, 0)
         self._resync_due = False
         self._tell_others = False
@@ -267,6 +269,19 @@ class Gateway:
             except StoreUnavailable as exc:
                 self.metrics.inc("realtime_store_errors_total")
                 logger.warning("store unavailable during maintenance: %s", exc)
+
+    async def stop_sending_stored(self, timeout: float) -> None:
+        """First step of a graceful stop: send no more stored messages from this node
+        (they stay in the inbox and reach each client on the node it reconnects to) and
+        wait, up to ``timeout`` seconds, for the acks of those already sent. Without the
+        wait, an ack still in flight when reading stops would leave its message stored,
+        and the next node would send it again."""
+        self.stopping = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline and any(
+                state.in_flight for socket, state in self._states.items() if socket.connected):
+            await asyncio.sleep(0.02)
 
     async def _check_cluster(self) -> None:
         """After an outage of the cluster adapter, resend every local socket its inbox.
@@ -814,6 +829,8 @@ class Gateway:
                 return
 
     def _send_stored(self, socket: Socket, user_id: str, message: dict[str, Any]) -> None:
+        if self.stopping:
+            return  # stays stored: the client gets it from the node it moves to
         message_id = message["id"]
         state = self._states.get(socket)
         if state is not None:
