@@ -721,6 +721,12 @@ class EngineServer:
             raise RuntimeError("server is not listening")
         return int(self._server.sockets[0].getsockname()[1])
 
+    def stop_accepting(self) -> None:
+        """Close the listening socket and refuse new sessions; existing ones go on."""
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+
     async def drain(self, timeout: float) -> bool:
         """First half of a graceful stop: take no new work, let the work in flight finish.
 
@@ -729,9 +735,7 @@ class EngineServer:
         for the tasks in flight (handlers, HTTP handlers). Sessions stay open, so answers
         still reach their peers; ``stop()`` closes them. True if every task finished.
         """
-        self._closing = True
-        if self._server is not None:
-            self._server.close()
+        self.stop_accepting()
         for session in list(self.sessions.values()):
             session.hold_reading()
         loop = asyncio.get_running_loop()

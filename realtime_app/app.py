@@ -49,7 +49,11 @@ def make_adapter(config: Config) -> tuple[Any, Any]:
     from socketio_core.redis_adapter import create_adapter, create_sharded_adapter
 
     if config.socket_adapter == "redis-sharded":
-        return create_sharded_adapter(client, channel_prefix=key), client
+        # "static": one channel per namespace, read by every node. In the dynamic modes a
+        # node subscribes to a room's channel when the room gets its first local member,
+        # asynchronously: a notification sent right after a user connected was lost.
+        return create_sharded_adapter(client, channel_prefix=key,
+                                      subscription_mode="static"), client
     return create_adapter(client, key=key), client
 
 
@@ -175,11 +179,16 @@ class GatewayApp:
         started = loop.time()
         logger.info("stopping: %d sockets, waiting up to %g s for handlers in flight",
                     len(self.io.sockets.sockets), timeout)
-        # Most of the time for handlers; the rest for closing and the last writes.
-        finished = await self.io.engine.drain(timeout * 0.8)
+        self.io.engine.stop_accepting()
+        # First, while still reading: stored messages are sent no more (they wait in the
+        # inbox for the node the client moves to) and the acks of those already sent come
+        # back, so that none is sent again from the inbox after the move.
+        await self.gateway.stop_sending_stored(timeout * 0.2)
+        # Most of the rest for handlers; the remainder for closing and the last writes.
+        finished = await self.io.engine.drain(timeout * 0.6)
         if not finished:
             logger.warning("stopping: handlers still running after %g s are cancelled",
-                           timeout * 0.8)
+                           timeout * 0.6)
         await self.stop(remaining=max(0.5, timeout - (loop.time() - started)))
 
     async def stop(self, remaining: float = 5.0) -> None:

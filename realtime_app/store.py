@@ -12,6 +12,7 @@ import json
 import time
 from bisect import bisect_right
 from collections import OrderedDict
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -148,7 +149,10 @@ class Store(Protocol):
 
     async def get_music_state(self, room: str) -> dict[str, Any] | None: ...
 
-    async def record_minute(self, counters: dict[str, int], active_user: str | None) -> None: ...
+    async def record_minute(self, counters: Mapping[str, int], active_users: Collection[str],
+                            minute: int | None = None) -> None:
+        """Add to the per-minute statistics of ``minute`` (default: this one)."""
+        ...
 
     async def minute_stats(self) -> dict[str, int]: ...
 
@@ -427,12 +431,14 @@ class MemoryStore:
             return None
         return entry[1]
 
-    async def record_minute(self, counters: dict[str, int], active_user: str | None) -> None:
-        minute = current_minute()
+    async def record_minute(self, counters: Mapping[str, int], active_users: Collection[str],
+                            minute: int | None = None) -> None:
+        if minute is None:
+            minute = current_minute()
         for name, amount in counters.items():
             self._minutes[(name, minute)] = self._minutes.get((name, minute), 0) + amount
-        if active_user is not None:
-            self._active.setdefault(minute, set()).add(active_user)
+        if active_users:
+            self._active.setdefault(minute, set()).update(active_users)
         if len(self._minutes) > 1000 or len(self._active) > 60:
             oldest = minute - MINUTE_KEY_TTL // 60
             self._minutes = {k: v for k, v in self._minutes.items() if k[1] > oldest}
@@ -762,16 +768,17 @@ class RedisStore:
         value = await self._run(self.redis.get(self._key("music", room)))
         return _load_message(value) if value else None
 
-    async def record_minute(self, counters: dict[str, int], active_user: str | None) -> None:
-        minute = str(current_minute())
+    async def record_minute(self, counters: Mapping[str, int], active_users: Collection[str],
+                            minute: int | None = None) -> None:
+        label = str(current_minute() if minute is None else minute)
         pipe = self.redis.pipeline(transaction=False)
         for name, amount in counters.items():
-            key = self._key("metrics", name, minute)
+            key = self._key("metrics", name, label)
             pipe.incrby(key, amount)
             pipe.expire(key, MINUTE_KEY_TTL)
-        if active_user is not None:
-            key = self._key("active", minute)
-            pipe.sadd(key, active_user)
+        if active_users:
+            key = self._key("active", label)
+            pipe.sadd(key, *active_users)
             pipe.expire(key, MINUTE_KEY_TTL)
         await self._run(pipe.execute())
 

@@ -137,9 +137,11 @@ def _query_client(redis: Any, block_time: float | None = None) -> Any:
     from redis.asyncio import BlockingConnectionPool, Redis
 
     kwargs = {**kwargs, "decode_responses": False}
-    timeout = kwargs.get("socket_timeout")
-    if block_time is not None and timeout is not None:
-        kwargs["socket_timeout"] = max(timeout, block_time + 1.0)
+    if block_time is not None:
+        # Never shorter than a blocked XREAD: redis-py 8 gives every client a 5 s socket
+        # timeout by default, the length of the default block, and the reader would fail
+        # (and /readyz flap) every time the stream was idle.
+        kwargs["socket_timeout"] = max(kwargs.get("socket_timeout") or 0.0, block_time + 1.0)
     return Redis(connection_pool=BlockingConnectionPool(
         connection_class=pool.connection_class, max_connections=_QUERY_CONNECTIONS, **kwargs))
 

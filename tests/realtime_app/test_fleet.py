@@ -198,3 +198,22 @@ async def test_a_lost_delivery_is_resent_once_the_cluster_is_back(
     assert (got["id"], got["message"]) == (answer["id"], "two")
     await bob.quiet("private-message", 1.5)  # "one" was acked, "two" comes once
     assert one.metric("realtime_inbox_resyncs_total") == 1
+
+
+async def test_a_stopping_node_sends_no_stored_messages(
+    gateway_factory: GatewayFactory, adapter: str
+) -> None:
+    # While a node stops, a message for a client on it stays stored (the client reconnects
+    # elsewhere and gets it there); one sent just before is acked before the node stops
+    # reading, so that it is not sent a second time from the inbox.
+    one, two = await fleet(gateway_factory, adapter)
+    bob = await one.connect("bob")
+    alice = await two.connect("alice")
+    first = await alice.call("private-message", {"targetUserId": "bob", "message": "before"})
+    assert (await bob.next("private-message"))["id"] == first["id"]
+    await one.app.gateway.stop_sending_stored(5.0)  # returns once bob's ack was in
+    assert one.app.gateway._states and not any(
+        s.in_flight for s in one.app.gateway._states.values())
+    later = await alice.call("private-message", {"targetUserId": "bob", "message": "after"})
+    await bob.quiet("private-message", 0.5)
+    assert [m["id"] for m in await one.store.pending_messages("bob")] == [later["id"]]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import pytest
@@ -163,7 +164,8 @@ async def test_invalid_client_message_id_is_refused(memory_gw: Harness, bad: Any
 class FailingStatsStore(MemoryStore):
     """Statistics writes fail, as Redis might right after the message was stored."""
 
-    async def record_minute(self, counters: dict[str, int], active_user: str | None) -> None:
+    async def record_minute(self, counters: Mapping[str, int], active_users: Collection[str],
+                            minute: int | None = None) -> None:
         raise StoreUnavailable("redis: stats write failed")
 
 
@@ -178,8 +180,12 @@ async def test_stats_failure_after_store_is_still_success(
     assert answer["success"] is True
     assert (await bob.next("private-message"))["id"] == answer["id"]
     assert (await alice.next("message-sent"))["id"] == answer["id"]
-    assert gw.metric("realtime_stats_errors_total") >= 3  # 2 connects + the message
-    assert any("statistics not recorded" in r.getMessage() for r in caplog.records)
+
+    async def logged() -> bool:  # statistics are written once a second, after the answer
+        return any("statistics not recorded" in r.getMessage() for r in caplog.records)
+
+    await eventually(logged)
+    assert gw.metric("realtime_stats_errors_total") >= 1
     # presence does not depend on statistics either
     assert await gw.store.is_online("alice") and await gw.store.is_online("bob")
 

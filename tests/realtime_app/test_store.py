@@ -203,11 +203,11 @@ async def test_minute_stats(store_kind: str, store: Any) -> None:
     for _ in range(3):  # retried when the minute changes under the test
         minute = current_minute()
         target = MemoryStore() if store_kind == "memory" and _ else store
-        await target.record_minute({"connect": 1}, "u1")
-        await target.record_minute({"connect": 1}, "u2")
-        await target.record_minute({"disconnect": 1}, None)
-        await target.record_minute({"messages:private-message": 2}, "u1")
-        await target.record_minute({"messages:private-message": 1}, "u3")
+        await target.record_minute({"connect": 1}, {"u1"})
+        await target.record_minute({"connect": 1}, {"u2"})
+        await target.record_minute({"disconnect": 1}, ())
+        await target.record_minute({"messages:private-message": 2}, ["u1", "u3"])
+        await target.record_minute({"messages:private-message": 1}, {"u3"}, minute)
         stats = await target.minute_stats()
         if current_minute() != minute:
             if store_kind == "redis":
@@ -246,7 +246,7 @@ async def test_redis_store_unreachable_raises_store_unavailable(redis_prefix: st
             unreachable.followers("b"),
             unreachable.set_music_state("r", {}),
             unreachable.get_music_state("r"),
-            unreachable.record_minute({"connect": 1}, "u"),
+            unreachable.record_minute({"connect": 1}, {"u"}),
             unreachable.minute_stats(),
             unreachable.refresh_connections([("u", "s")], 10),
         ):
