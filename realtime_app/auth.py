@@ -57,8 +57,10 @@ class Authenticator:
         self.leeway = config.jwt_leeway
         if config.dev_mode:
             # Never logged: whoever reads the logs could sign tokens for any user. The app
-            # logs how to get a token from POST /api/dev/token instead.
-            self._key: str = secrets.token_urlsafe(48)
+            # logs how to get a token from POST /api/dev/token instead. A development fleet
+            # (scripts/cluster) gives its nodes one JWT_SECRET, so that a token minted by
+            # one node is accepted by the others.
+            self._key: str = config.jwt_secret or secrets.token_urlsafe(48)
             self.algorithms = ["HS256"]
         elif config.jwt_secret or config.jwt_public_key:
             self._key = config.jwt_secret or config.jwt_public_key or ""

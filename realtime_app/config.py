@@ -271,10 +271,10 @@ def _check_auth_mode(values: dict[str, object]) -> None:
     """
     has_key = "jwt_secret" in values or "jwt_public_key" in values
     if values.get("dev_mode"):
-        if has_key:
+        if "jwt_public_key" in values:
             raise ConfigError(
-                "DEV_MODE=1 cannot be combined with JWT_SECRET or JWT_PUBLIC_KEY_FILE: "
-                "development mode signs tokens with a secret generated at start")
+                "DEV_MODE=1 cannot be combined with JWT_PUBLIC_KEY_FILE: development mode "
+                "signs tokens itself, with JWT_SECRET or a secret generated at start")
         host = str(values.get("host", Config.host))
         if not _is_loopback_host(host):
             raise ConfigError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pathlib
 import re
 from typing import Any
 
@@ -63,9 +64,24 @@ def test_dev_mode_flag() -> None:
     assert not load_config([], {"JWT_SECRET": SECRET, "DEV_MODE": "0"}).dev_mode
 
 
-def test_dev_mode_with_a_key_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"DEV_MODE.*JWT_SECRET"):
-        load_config([], {"DEV_MODE": "1", "JWT_SECRET": SECRET})
+def test_dev_mode_with_a_public_key_is_refused(tmp_path: pathlib.Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key_file = tmp_path / "key.pem"
+    key_file.write_bytes(rsa.generate_private_key(65537, 2048).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    with pytest.raises(ConfigError, match=r"DEV_MODE.*JWT_PUBLIC_KEY_FILE"):
+        load_config([], {"DEV_MODE": "1", "JWT_PUBLIC_KEY_FILE": str(key_file),
+                         "JWT_ALGORITHMS": "RS256"})
+
+
+def test_dev_mode_with_a_shared_secret() -> None:
+    # A development fleet (scripts/cluster): every node signs dev tokens with one secret.
+    config = load_config([], {"DEV_MODE": "1", "JWT_SECRET": SECRET})
+    auth = Authenticator(config)
+    token = auth.mint_dev_token("alice", "Alice")
+    assert Authenticator(config).verify(token).user_id == "alice"  # another node's view
 
 
 def test_authenticator_without_a_key_outside_dev_mode() -> None:
