@@ -165,7 +165,7 @@ class GatewayApp:
         return self.io.port
 
     async def shutdown(self) -> None:
-        """Graceful stop (SIGTERM): see README, "Stopping a node".
+        """Graceful stop (SIGTERM): see docs/howto/gateway-fleet.md, "Stopping a node".
 
         /readyz fails at once; the node stops accepting and reading, lets the handlers in
         flight finish and answer, then closes every connection as a transport close:

@@ -15,7 +15,8 @@ from urllib.parse import quote, urlparse
 __all__ = ["Config", "ConfigError", "load_config"]
 
 DEFAULT_RATE_LIMITS = {"private-message": 30, "music-sync": 60, "join-room": 10, "default": 100}
-#: SOCKET_ADAPTER values: how the nodes of a fleet share broadcasts (see README, Many nodes).
+#: SOCKET_ADAPTER values: how the nodes of a fleet share broadcasts
+#: (see docs/howto/gateway-fleet.md).
 SOCKET_ADAPTERS = ("memory", "redis", "redis-sharded", "redis-streams")
 JWT_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384",
                   "ES512", "PS256", "PS384", "PS512", "EdDSA")

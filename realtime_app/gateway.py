@@ -222,7 +222,8 @@ class Gateway:
                                         config.stored_message_ttl)
         io.use(self._authenticate)
         io.on("connection", self._on_connection)
-        # What the other nodes of a fleet ask this one (server-side events, see README).
+        # What the other nodes of a fleet ask this one (server-side events, see
+        # docs/howto/gateway-fleet.md).
         io.on(DELIVER_EVENT, self._deliver_local)
         io.on(NODE_STATS_EVENT, self._node_stats)
         io.on(COUNT_EVENT, self._count_local)

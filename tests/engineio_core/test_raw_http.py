@@ -266,8 +266,8 @@ async def test_overlapping_posts(server) -> None:
     # answers it with a bare 400, closes the session and drops the first request.
     if server.kind != "node":
         pytest.xfail(
-            "known difference (README): our HTTP layer hands a POST to the engine only "
-            "once its body is complete, so overlapping POSTs are answered in turn"
+            "known difference (docs/reference/wire.md): our HTTP layer hands a POST to the "
+            "engine only once its body is complete, so overlapping POSTs are answered in turn"
         )
     session = await new_session(server)
     first = await HttpConnection.open(server.port)
