@@ -64,6 +64,13 @@ class RecoveryOptions:
 
     max_disconnection_duration: float = 120.0
     skip_middlewares: bool = True
+    #: Packets the in-memory adapter keeps for replay, the oldest dropped beyond (like the
+    #: streams adapter's MAXLEN): without a bound, a client that floods events fills it
+    #: with the answers for ``max_disconnection_duration``. A session whose last offset
+    #: was dropped reconnects without recovery (``socket.recovered`` false).
+    max_packets: int = 10_000
+    #: Disconnected sessions kept for recovery, the oldest dropped beyond.
+    max_sessions: int = 100_000
 
 
 @dataclass(slots=True)
@@ -314,7 +321,11 @@ class InMemoryAdapter:
         offset = f"{self._offset_prefix}-{next(self._offsets):x}"
         packet.data.append(offset)
         now = time.monotonic()
-        self._packets.append((offset, now, opts, packet.data))
+        packets = self._packets
+        packets.append((offset, now, opts, packet.data))
+        assert self.recovery is not None
+        if len(packets) > self.recovery.max_packets:
+            packets.popleft()
         self._expire(now)
 
     def _expire(self, now: float) -> None:
@@ -323,13 +334,23 @@ class InMemoryAdapter:
         packets = self._packets
         while packets and packets[0][1] < threshold:
             packets.popleft()
-        if self._sessions:
-            for pid in [p for p, s in self._sessions.items() if s.disconnected_at < threshold]:
-                del self._sessions[pid]
+        # Sessions are in the order they were kept, so the expired ones are at the front:
+        # this runs for every stored packet and must not walk every session.
+        sessions = self._sessions
+        while sessions:
+            pid = next(iter(sessions))
+            if sessions[pid].disconnected_at >= threshold:
+                break
+            del sessions[pid]
 
     def persist_session(self, snapshot: SessionSnapshot) -> None:
         snapshot.disconnected_at = time.monotonic()
-        self._sessions[snapshot.pid] = snapshot
+        sessions = self._sessions
+        sessions.pop(snapshot.pid, None)  # kept in disconnection order (see _expire)
+        sessions[snapshot.pid] = snapshot
+        assert self.recovery is not None
+        if len(sessions) > self.recovery.max_sessions:
+            del sessions[next(iter(sessions))]  # the oldest (dicts keep insertion order)
         self._expire(snapshot.disconnected_at)
 
     async def restore_session(self, pid: str, offset: str) -> SessionSnapshot | None:

@@ -65,7 +65,9 @@ class Normal:
         self.received[message.get("message", "")] = time.monotonic()
         return True
 
-    async def _notification(self, payload: dict[str, Any]) -> None:
+    async def _notification(self, payload: dict[str, Any], *offset: str) -> None:
+        # With connection state recovery (the gateway's default) a broadcast carries its
+        # offset as an extra argument, as with Node's server.
         if payload.get("type") == BROADCAST_TYPE:
             self.broadcasts += 1
             sent = (payload.get("data") or {}).get("t")

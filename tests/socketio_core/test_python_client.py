@@ -20,7 +20,14 @@ import pytest
 import socketio
 from socketio.exceptions import ConnectionError as SioConnectionError
 
-from socketio_core import AckTimeoutError, ConnectRefused, RecoveryOptions, Server, Socket
+from socketio_core import (
+    AckTimeoutError,
+    BroadcastOptions,
+    ConnectRefused,
+    RecoveryOptions,
+    Server,
+    Socket,
+)
 
 from .conftest import WAIT, Recorder, url
 
@@ -944,3 +951,20 @@ async def test_client_refused_everywhere_is_closed_after_connect_timeout(
     raw = await raw_client(io.port)
     await raw.send("40")
     assert await raw.closed() == ['44{"message":"no"}']
+
+
+def test_the_recovery_log_is_bounded() -> None:
+    """A client flooding events cannot make the server keep every answer for
+    max_disconnection_duration: the in-memory log keeps ``max_packets``, sessions
+    ``max_sessions``; the oldest go first."""
+    from socketio_core.adapter import SessionSnapshot
+    from socketio_core.packet import Packet, PacketType
+
+    io = Server(connection_state_recovery=RecoveryOptions(max_packets=3, max_sessions=2))
+    adapter = io.sockets.adapter
+    for n in range(5):
+        adapter.broadcast(Packet(PacketType.EVENT, ["e", n], "/"), BroadcastOptions())
+    assert [data[1] for _, _, _, data in adapter._packets] == [2, 3, 4]
+    for pid in ("a", "b", "c"):
+        adapter.persist_session(SessionSnapshot(pid, pid, [], None))
+    assert list(adapter._sessions) == ["b", "c"]
