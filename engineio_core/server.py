@@ -42,6 +42,8 @@ FORBIDDEN = 4
 UNSUPPORTED_PROTOCOL_VERSION = 5
 
 #: Error bodies exactly as Node's engine.io sends them; clients match on these strings.
+#: The message of a handshake refused because the server is stopping (HTTP 503).
+SHUTTING_DOWN = "Server shutting down"
 ERROR_MESSAGES = {
     UNKNOWN_TRANSPORT: "Transport unknown",
     UNKNOWN_SID: "Session ID unknown",
@@ -529,10 +531,12 @@ class EngineServer:
         self.spawn(wait())
 
     def _abort_request(
-        self, request: Request, responder: Responder, code: int, message: str | None = None
+        self, request: Request, responder: Responder, code: int, message: str | None = None,
+        status: int | None = None,
     ) -> None:
         self._emit("connection_error", request, code, ERROR_MESSAGES[code])
-        status = 403 if code == FORBIDDEN else 400
+        if status is None:
+            status = 403 if code == FORBIDDEN else 400
         body = orjson.dumps({"code": code, "message": message or ERROR_MESSAGES[code]})
         responder.respond(status, [("Content-Type", "application/json")], body)
 
@@ -576,7 +580,8 @@ class EngineServer:
             self._abort_request(request, responder, UNSUPPORTED_PROTOCOL_VERSION)
             return
         if self._closing:
-            self._abort_request(request, responder, BAD_REQUEST)
+            # 503: this server stops; another one (behind a balancer) can take the client.
+            self._abort_request(request, responder, BAD_REQUEST, SHUTTING_DOWN, status=503)
             return
         sid = self.generate_id()
         responder.extra_headers = self._hook_headers(
@@ -646,7 +651,9 @@ class EngineServer:
             self._abort_upgrade(request, acceptor, UNSUPPORTED_PROTOCOL_VERSION)
             return
         if self._closing:
-            self._abort_upgrade(request, acceptor, BAD_REQUEST)
+            self._emit("connection_error", request, BAD_REQUEST, ERROR_MESSAGES[BAD_REQUEST])
+            acceptor.reject(503, SHUTTING_DOWN.encode(),
+                            [("Connection", "close"), ("Content-type", "text/html")])
             return
         sid = self.generate_id()
         headers = self._hook_headers(request, self._cors_headers(request), handshake_sid=sid)
@@ -721,21 +728,24 @@ class EngineServer:
             raise RuntimeError("server is not listening")
         return int(self._server.sockets[0].getsockname()[1])
 
-    def stop_accepting(self) -> None:
-        """Close the listening socket and refuse new sessions; existing ones go on."""
+    def refuse_new_sessions(self) -> None:
+        """Answer new handshakes 503 (the server is stopping); existing sessions go on.
+
+        The listening socket stays open until ``stop()``: a long-polling client opens new
+        connections for its requests (through a balancer too), and its last acks must
+        still reach this server.
+        """
         self._closing = True
-        if self._server is not None:
-            self._server.close()
 
     async def drain(self, timeout: float) -> bool:
         """First half of a graceful stop: take no new work, let the work in flight finish.
 
-        Closes the listening socket, refuses new sessions, stops reading from every peer
-        (no new packets reach the layers above), then waits up to ``timeout`` seconds
-        for the tasks in flight (handlers, HTTP handlers). Sessions stay open, so answers
-        still reach their peers; ``stop()`` closes them. True if every task finished.
+        Refuses new sessions, stops reading from every peer (no new packets reach the
+        layers above), then waits up to ``timeout`` seconds for the tasks in flight
+        (handlers, HTTP handlers). Sessions stay open, so answers still reach their peers;
+        ``stop()`` closes them. True if every task finished.
         """
-        self.stop_accepting()
+        self.refuse_new_sessions()
         for session in list(self.sessions.values()):
             session.hold_reading()
         loop = asyncio.get_running_loop()

@@ -179,7 +179,7 @@ class GatewayApp:
         started = loop.time()
         logger.info("stopping: %d sockets, waiting up to %g s for handlers in flight",
                     len(self.io.sockets.sockets), timeout)
-        self.io.engine.stop_accepting()
+        self.io.engine.refuse_new_sessions()
         # First, while still reading: stored messages are sent no more (they wait in the
         # inbox for the node the client moves to) and the acks of those already sent come
         # back, so that none is sent again from the inbox after the move.

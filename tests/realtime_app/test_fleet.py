@@ -160,8 +160,13 @@ async def test_graceful_stop_finishes_handlers_in_flight(
     await entered.wait()
     shutdown = asyncio.ensure_future(one.app.shutdown())
     await asyncio.sleep(0)
-    # /readyz says so (a balancer probing it finds the port closed anyway)
-    assert one.app.api.readiness_problem() == "shutting down"
+    await asyncio.sleep(0.05)
+    # /readyz says so; new sessions are refused with 503, the port stays open for the
+    # existing ones (a polling client's requests come on new connections)
+    status, _, body = await one.http("GET", "/readyz", key=None)
+    assert status == 503 and body["error"] == "shutting down"
+    status, _, body = await one.http("GET", "/socket.io/?EIO=4&transport=polling", key=None)
+    assert status == 503 and body["message"] == "Server shutting down"
     answer = await call
     assert answer["success"] is True  # acked before the connection closed
     assert (await bob.next("private-message"))["id"] == answer["id"]
