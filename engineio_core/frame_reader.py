@@ -21,8 +21,15 @@ and gives them to the Protocol before it looks at anything else.
 
 from __future__ import annotations
 
-from websockets.frames import Frame, Opcode, apply_mask
+from typing import cast
+
+from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, State
+
+try:  # the C version, as websockets.frames picks it
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets built without its C extension
+    from websockets.utils import apply_mask
 
 __all__ = ["FrameReader", "frame_size"]
 
@@ -81,7 +88,7 @@ class FrameReader:
         protocol = self.protocol
         if not self._fast or protocol.state is not _OPEN:
             protocol.receive_data(data)
-            return protocol.events_received()
+            return _frames(protocol)
         frames: list[Frame] = []
         n = len(data)
         pos = 0
@@ -166,4 +173,10 @@ class FrameReader:
     def _feed(self, data: bytes) -> list[Frame]:
         protocol = self.protocol
         protocol.receive_data(data)
-        return protocol.events_received()
+        return _frames(protocol)
+
+
+def _frames(protocol: Protocol) -> list[Frame]:
+    # A server-side Protocol past its handshake yields frames only; websockets types
+    # events_received() for every side (requests and responses too).
+    return cast(list[Frame], protocol.events_received())

@@ -19,7 +19,7 @@ import binascii
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
@@ -341,14 +341,16 @@ class WebSocketTransport:
 
     def _on_frame(self, frame: Frame) -> None:
         opcode = frame.opcode
+        # Frame.data is typed for every producer; the parser and FrameReader make bytes.
+        data = cast(bytes, frame.data)
         if opcode is _OP_TEXT or opcode is _OP_BINARY:
             if frame.fin:
-                self._deliver(opcode, frame.data)
+                self._deliver(opcode, data)
             else:
                 self._fragment_opcode = opcode
-                self._fragments = [frame.data]
+                self._fragments = [data]
         elif opcode is _OP_CONT and self._fragments is not None:
-            self._fragments.append(frame.data)
+            self._fragments.append(data)
             if frame.fin:
                 payload = b"".join(self._fragments)
                 self._fragments = None
