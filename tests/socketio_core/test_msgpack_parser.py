@@ -498,6 +498,23 @@ def test_exact_path_reads_every_number_form() -> None:
         decode(packet_bytes(data=["a", array_buffer(b"x"), Raw(b"\xc1")]))
 
 
+def test_exact_path_containers_and_malformed_input() -> None:
+    ab = array_buffer(b"x")  # any ext value: the exact decoder reads the message
+    data = ["a", ab, Raw(b"\xdc\x00\x01\x01"), Raw(b"\xdd\x00\x00\x00\x01\x02"),
+            Raw(b"\xde\x00\x01\xa1k\x03"), Raw(b"\xdf\x00\x00\x00\x01\xa1k\x04")]
+    assert decode(packet_bytes(data=data)).data == ["a", b"x", [1], [2], {"k": 3}, {"k": 4}]
+    for message, error in [
+        (packet_bytes(data=["a", ab]) + b"\x00", "trailing bytes"),
+        (packet_bytes(data=["a", ab])[:-1], "truncated"),  # the namespace's last byte
+        (packet_bytes(data=["a", ab, Raw(b"\xdc\x00\x50")]), "truncated"),  # 80 items
+        (packet_bytes(data=["a", ab, Raw(b"\xde\x00\x50")]), "truncated"),  # 80 pairs
+    ]:
+        with pytest.raises(ProtocolError, match=error):
+            decode(message)
+    with pytest.raises(ProtocolError, match="nested too deeply"):  # a map past max_depth
+        MsgPackParser(max_depth=4).decode(packet_bytes(data=["a", [{"k": {"k": UNDEF}}]]))
+
+
 def test_timestamp_without_other_ext_takes_the_exact_path() -> None:
     # msgpack reads ext -1 as a Timestamp without calling the ext hook: the fast path's
     # check sends the message to the exact decoder, in an array and in a map alike.
