@@ -489,11 +489,15 @@ def test_deepest_allowed_setting_is_safe() -> None:
         parser.decode(packet_bytes(data=["a", nested(MAX_DEPTH_LIMIT, UNDEF)]))
 
 
-def test_exact_path_reads_every_number_form() -> None:
+def test_exact_path_reads_every_scalar_form() -> None:
     # An ext value sends the whole message to the exact decoder: the same numbers as above.
     data = ["a", array_buffer(b"x"), Raw(b"\xca" + struct.pack(">f", 1.5)),
-            Raw(b"\xcb" + struct.pack(">d", -0.25)), Raw(b"\xcd\x01\x00"), Raw(b"\xd1\xff\x00")]
-    assert decode(packet_bytes(data=data)).data == ["a", b"x", 1.5, -0.25, 256, -256]
+            Raw(b"\xcb" + struct.pack(">d", -0.25)), Raw(b"\xcd\x01\x00"), Raw(b"\xd1\xff\x00"),
+            Raw(b"\xc2"), Raw(b"\xc3"), Raw(b"\xc0"), Raw(b"\xd9\x01s"), Raw(b"\xda\x00\x01t"),
+            Raw(b"\xdb\x00\x00\x00\x01u"), Raw(b"\xc4\x01b"), Raw(b"\xff")]
+    assert decode(packet_bytes(data=data)).data == [
+        "a", b"x", 1.5, -0.25, 256, -256, False, True, None, "s", "t", "u", b"b", -1,
+    ]
     with pytest.raises(ProtocolError, match="0xc1"):  # the one byte msgpack never uses
         decode(packet_bytes(data=["a", array_buffer(b"x"), Raw(b"\xc1")]))
 
