@@ -437,21 +437,21 @@ class Session:
         if transport is self.transport:
             self._close_from_transport(transport, "parse error")
         elif transport is self.upgrade_candidate:
-            self._abort_upgrade()
+            self._abort_upgrade(transport)
 
     def on_transport_error(self, transport: Transport, description: str = "") -> None:
         if transport is self.transport:
             logger.debug("session %s: transport error: %s", self.sid, description)
             self._close_from_transport(transport, "transport error")
         elif transport is self.upgrade_candidate:
-            self._abort_upgrade()
+            self._abort_upgrade(transport)
 
     def on_transport_close(self, transport: Transport) -> None:
         """The peer closed the transport (TCP or WebSocket close)."""
         if transport is self.transport:
             self._close_from_transport(transport, "transport close")
         elif transport is self.upgrade_candidate:
-            self._abort_upgrade()
+            self._abort_upgrade(transport)
 
     def _close_from_transport(self, transport: Transport, reason: str) -> None:
         if self.state is _S_CLOSED:
@@ -470,9 +470,14 @@ class Session:
         self.upgrade_candidate = transport
         clock = self._clock
         self._upgrade_timer = clock.call_at(
-            clock.time() + self._config.upgrade_timeout, self._abort_upgrade
+            clock.time() + self._config.upgrade_timeout, lambda: self._on_upgrade_timeout(transport)
         )
         return True
+
+    def _on_upgrade_timeout(self, candidate: Transport) -> None:
+        # Every way out of UPGRADING cancels this timer, so the candidate is still the one.
+        self._upgrade_timer = None
+        self._abort_upgrade(candidate)
 
     def _receive_upgrade_packet(self, transport: Transport, packet: Packet) -> None:
         if packet.type is _P_PING and packet.data == "probe":
@@ -494,7 +499,7 @@ class Session:
             if self.state is _S_CLOSING:
                 self._close_transport()
         else:
-            self._abort_upgrade()
+            self._abort_upgrade(transport)
 
     def _schedule_noop(self) -> None:
         clock = self._clock
@@ -521,14 +526,13 @@ class Session:
             self._upgrade_timer.cancel()
             self._upgrade_timer = None
 
-    def _abort_upgrade(self) -> None:
-        candidate = self.upgrade_candidate
+    def _abort_upgrade(self, candidate: Transport) -> None:
+        # Always called with the current candidate (callers check it), never without one.
         self._cancel_upgrade_timers()
         self.upgrade_candidate = None
         if self.state is _S_UPGRADING:
             self.state = _S_OPEN
-        if candidate is not None:
-            candidate.close()
+        candidate.close()
 
     # ------------------------------------------------------------------ heartbeat
 
@@ -551,9 +555,8 @@ class Session:
         )
 
     def _on_pong_timeout(self) -> None:
+        # Never runs on a CLOSED session: ``_on_close`` cancels this timer.
         self._pong_timer = None
-        if self.state is _S_CLOSED:
-            return
         # Like the reference: a peer that is visibly sending packets gets more time.
         clock = self._clock
         timeout = self._config.ping_timeout
@@ -581,7 +584,7 @@ class Session:
         self._ping_timer = self._pong_timer = None
         candidate = self.upgrade_candidate
         if candidate is not None:
-            self._abort_upgrade()
+            self._abort_upgrade(candidate)
             candidate.session = None
         self.write_buffer = []
         self._buffered_bytes = 0

@@ -244,12 +244,18 @@ def _replace_lone_surrogates(value: Any, depth: int) -> Any:
     if isinstance(value, list | tuple | dict):
         if depth <= 0:
             raise ValueError("data nested too deeply")  # msgpack's own limit is lower
+        depth -= 1
+        # Plain loops, not comprehensions: one frame a level (a comprehension is a second
+        # one on Python 3.11), so the limit is reached before the interpreter's.
         if isinstance(value, dict):
-            return {
-                _replace_lone_surrogates(key, depth - 1): _replace_lone_surrogates(item, depth - 1)
-                for key, item in value.items()
-            }
-        return [_replace_lone_surrogates(item, depth - 1) for item in value]
+            out: dict[Any, Any] = {}
+            for key, item in value.items():
+                out[_replace_lone_surrogates(key, depth)] = _replace_lone_surrogates(item, depth)
+            return out
+        items = []
+        for item in value:
+            items.append(_replace_lone_surrogates(item, depth))
+        return items
     return value
 
 
@@ -325,7 +331,8 @@ class MsgPackParser:
                 # A lone surrogate: the slow path, only then (see _replace_lone_surrogates).
                 obj = _replace_lone_surrogates(obj, _ENCODE_DEPTH_LIMIT)
                 return [self._msgpack.packb(obj, use_bin_type=True, default=self._default)]
-        except (OverflowError, ValueError) as exc:  # int too big, nesting
+        except (OverflowError, ValueError, RecursionError) as exc:  # int too big, nesting
+            # (RecursionError: the surrogate fallback called from an already deep stack)
             raise TypeError(f"cannot encode packet data: {exc}") from exc
 
     # ------------------------------------------------------------------ decoding

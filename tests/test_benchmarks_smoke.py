@@ -19,8 +19,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def test_micro_benchmarks_run_once() -> None:
     proc = subprocess.run(
+        # --no-cov: this inner run must not write (and erase) the outer run's coverage data
         [sys.executable, "-m", "pytest", "benchmarks/micro", "--benchmark-disable", "-q",
-         "-p", "no:cacheprovider"],
+         "-p", "no:cacheprovider", "--no-cov"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

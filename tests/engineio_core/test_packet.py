@@ -17,6 +17,7 @@ from engineio_core.packet import (
     decode_payload,
     encode_packet,
     encode_payload,
+    iter_payload,
     websocket_frame,
 )
 
@@ -80,6 +81,56 @@ def test_outgoing_packet_caches_wire_forms() -> None:
     assert packet.websocket_frame == b"\x81\x074h\xc3\xa9llo"
     assert packet.websocket_frame is packet.websocket_frame
     assert OutgoingPacket.message(bytearray(b"\x00")).polling_text == "bAA=="
+
+
+def test_packet_value_semantics() -> None:
+    packet = Packet(PacketType.MESSAGE, "x")
+    assert packet == Packet(PacketType.MESSAGE, "x") != Packet(PacketType.MESSAGE, b"x")
+    assert packet != "4x"
+    assert len({packet, Packet(PacketType.MESSAGE, "x")}) == 1
+    assert repr(packet) == "Packet(MESSAGE, 'x')"
+
+
+@pytest.mark.parametrize("frame", [b"\x00\x01", bytearray(b"\x00\x01"), memoryview(b"\x00\x01")])
+def test_binary_frames_are_messages(frame: bytes | bytearray | memoryview) -> None:
+    assert decode_packet(frame) == Packet(PacketType.MESSAGE, b"\x00\x01")
+
+
+def test_binary_only_for_messages_in_payloads() -> None:
+    with pytest.raises(ProtocolError):
+        encode_payload([Packet(PacketType.PING, b"x")])
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ("", [None]),
+        ("4a", [Packet(PacketType.MESSAGE, "a")]),
+        ("4a\x1ebAQ==\x1e2", [Packet(PacketType.MESSAGE, "a"),
+                             Packet(PacketType.MESSAGE, b"\x01"), Packet(PacketType.PING)]),
+        # Packets before the bad one are delivered, then None, then nothing more.
+        ("4a\x1e9\x1e4b", [Packet(PacketType.MESSAGE, "a"), None]),
+        ("b!!", [None]),
+    ],
+)
+def test_iter_payload_stops_at_the_first_bad_packet(
+    payload: str, expected: list[Packet | None]
+) -> None:
+    assert list(iter_payload(payload)) == expected
+
+
+def test_outgoing_packet_wire_forms() -> None:
+    long_text = OutgoingPacket.message("x" * 200)
+    assert long_text.websocket_frame == websocket_frame(b"4" + b"x" * 200, binary=False)
+    assert long_text.websocket_data == "4" + "x" * 200
+    binary = OutgoingPacket.message(memoryview(b"\x01\x02"))
+    assert binary.websocket_frame == b"\x82\x02\x01\x02"
+    assert binary.websocket_data == b"\x01\x02"
+    assert binary.polling_text == "bAQI="
+    assert binary.polling_text is binary.polling_text  # encoded once
+    ping = OutgoingPacket(PacketType.PING)
+    assert (ping.polling_text, ping.websocket_data) == ("2", "2")
+    assert ping.websocket_frame == b"\x81\x012"
 
 
 text_packets = st.builds(

@@ -46,9 +46,12 @@ class FakeClock:
 
 
 class FakeTransport:
-    def __init__(self, name: str, writable: bool = True) -> None:
+    def __init__(self, name: str, writable: bool = True, *, close_later: bool = False) -> None:
         self.name = name
         self.writable = writable
+        #: Like polling without a pending GET: ``close`` tells the peer (and calls back) later.
+        self.close_later = close_later
+        self.close_callback: Callable[[], object] | None = None
         self.sent: list[str] = []
         self.closed = False
         self.discarded = False
@@ -77,7 +80,10 @@ class FakeTransport:
 
     def close(self, callback: Callable[[], object] | None = None) -> None:
         self.closed = True
-        if callback is not None:
+        if self.close_later:
+            if callback is not None:
+                self.close_callback = callback
+        elif callback is not None:
             callback()
 
     def discard(self) -> None:
@@ -278,3 +284,289 @@ def test_close_reason_is_reported(reason: str) -> None:
     session.close(reason)
     session.close("again")
     assert events == [("close", reason)]
+
+
+# ---------------------------------------------------------------- every remaining branch
+# The state machine is kept at 100% branch coverage (see the README's Tests section): each
+# test below is one transition or guard the scenarios above do not reach.
+
+
+def test_repr_and_open_twice() -> None:
+    session, _, _, _ = make()
+    assert repr(session) == "<Session sid1 open websocket>"
+    with pytest.raises(RuntimeError):
+        session.open()
+
+
+def test_first_close_reason_wins_while_closing() -> None:
+    session, transport, _, events = make("polling")
+    session.send("pending")
+    session.close("server shutting down")
+    session.close("forced close")  # CLOSING: still waiting for the GET, reason kept
+    assert session.state is SessionState.CLOSING
+    transport.writable = True
+    session.on_transport_ready(transport)
+    assert events == [("close", "server shutting down")]
+
+
+def test_send_during_upgrade_goes_to_the_old_transport() -> None:
+    session, polling, _, _ = make("polling")
+    session.begin_upgrade(FakeTransport("websocket"))
+    polling.writable = True  # a GET is pending
+    assert session.send("during upgrade") is True
+    assert polling.sent[-1] == "4during upgrade"
+    # Volatile packets wait for the upgrade to finish: they are dropped meanwhile.
+    polling.writable = True
+    assert session.send("volatile", volatile=True) is False
+
+
+def test_send_during_upgrade_to_a_congested_transport_checks_the_peer() -> None:
+    session, polling, _, events = make("polling")
+    session.begin_upgrade(FakeTransport("websocket"))
+    polling.writable = True
+    polling.congested = True
+    polling.buffered = 101  # past max_write_buffer
+    assert session.send("x") is True
+    assert events == [("close", "transport error")]
+
+
+def test_send_on_a_closed_session_is_dropped() -> None:
+    session, transport, _, _ = make()
+    session.close()
+    assert session.send("late") is False
+    assert transport.sent[1:] == []
+
+
+def test_ready_without_anything_to_send_and_ready_of_another_transport() -> None:
+    session, polling, _, _ = make("polling")
+    polling.writable = True
+    session.on_transport_ready(polling)  # nothing buffered
+    session.send("queued")  # written at once: the GET is pending
+    session.send("buffered")
+    other = FakeTransport("polling")
+    session.on_transport_ready(other)  # not this session's transport: ignored
+    assert polling.sent[1:] == ["4queued"] and other.sent == []
+
+
+def test_flush_to_a_congested_transport_checks_the_peer() -> None:
+    session, polling, _, events = make("polling")
+    session.send("a")
+    polling.writable = True
+    polling.congested = True
+    polling.buffered = 101
+    session.on_transport_ready(polling)
+    assert polling.sent[-1] == "4a"
+    assert events == [("close", "transport error")]
+
+
+def test_peer_congested_for_too_long_is_closed() -> None:
+    session, transport, clock, events = make()
+    transport.congested = True
+    transport.congested_since = clock.time()
+    session.send("x")
+    clock.advance(30.0)  # the ping at 25 s is checked too: not long enough yet
+    assert events == [] and transport.sent[-1] == "2"
+    clock.advance(0.1)
+    session.send("y")  # congested for more than congestion_timeout (30 s)
+    assert events == [("close", "transport error")]
+
+
+def test_ping_to_a_peer_that_does_not_read_closes_it() -> None:
+    session, transport, clock, events = make()
+    transport.congested = True
+    transport.buffered = 101
+    clock.advance(25.0)  # the ping itself finds the peer over the limit
+    assert transport.sent[-1] == "2"
+    assert events == [("close", "transport error")] and not session.is_open
+    clock.advance(100.0)  # no pong timer was armed
+    assert events == [("close", "transport error")]
+
+
+def test_pause_hold_and_resume_reading() -> None:
+    session, transport, _, _ = make()
+    session.pause_reading()
+    session.pause_reading()  # already paused: the transport is told once
+    assert transport.reading_paused and session.reading_paused
+    session.resume_reading()
+    assert not transport.reading_paused
+    session.resume_reading()  # not paused: nothing to do
+    session.hold_reading()
+    session.resume_reading()  # held: resuming does not undo it
+    assert transport.reading_paused and session.reading_held
+
+
+def test_receive_message_fast_path_and_fallback() -> None:
+    session, transport, _, events = make()
+    session.receive_message(transport, "fast")
+    session.on_message = None
+    session.receive_message(transport, "nobody listens")
+    session.receive(transport, Packet(PacketType.MESSAGE, "nobody listens either"))
+    assert events == [("message", "fast")]
+    # Not OPEN (upgrading): the general path, which still delivers current-transport messages.
+    session, polling, _, events = make("polling")
+    session.begin_upgrade(FakeTransport("websocket"))
+    session.receive_message(polling, "while upgrading")
+    assert events == [("message", "while upgrading")]
+
+
+def test_packets_on_a_closing_session_are_ignored() -> None:
+    session, polling, _, events = make("polling")
+    session.send("pending")
+    session.close()
+    session.receive(polling, Packet(PacketType.MESSAGE, "too late"))
+    assert events == [] and session.state is SessionState.CLOSING
+
+
+def test_unsolicited_pong_reschedules_the_ping() -> None:
+    session, transport, clock, events = make()
+    clock.advance(10.0)
+    session.receive(transport, Packet(PacketType.PONG))  # no ping was sent: no pong timer
+    clock.advance(20.0)  # 30 s after open, 20 s after the pong
+    assert transport.sent[1:] == []
+    clock.advance(5.0)
+    assert transport.sent[1:] == ["2"] and events == []
+
+
+@pytest.mark.parametrize("event", ["parse", "error", "close"])
+def test_candidate_failure_aborts_the_upgrade_only(event: str) -> None:
+    session, polling, _, events = make("polling")
+    ws = FakeTransport("websocket")
+    session.begin_upgrade(ws)
+    {
+        "parse": session.on_parse_error,
+        "error": session.on_transport_error,
+        "close": session.on_transport_close,
+    }[event](ws)
+    assert ws.closed and session.upgrade_candidate is None
+    assert session.state is SessionState.OPEN and session.transport is polling
+    assert events == []
+
+
+@pytest.mark.parametrize("event", ["parse", "error", "close"])
+def test_unknown_transport_events_are_ignored(event: str) -> None:
+    session, _, _, events = make()
+    stranger = FakeTransport("websocket")
+    {
+        "parse": session.on_parse_error,
+        "error": session.on_transport_error,
+        "close": session.on_transport_close,
+    }[event](stranger)
+    assert session.is_open and events == [] and not stranger.closed
+
+
+def test_transport_events_after_close_are_ignored() -> None:
+    session, transport, _, events = make()
+    session.on_transport_close(transport)
+    session.on_transport_error(transport, "late")
+    assert events == [("close", "transport close")]
+
+
+def test_upgrade_completes_while_reading_is_paused() -> None:
+    session, _, _, _ = make("polling")
+    ws = FakeTransport("websocket")
+    session.begin_upgrade(ws)
+    session.pause_reading()
+    session.receive(ws, Packet(PacketType.UPGRADE))
+    assert session.transport is ws and ws.reading_paused
+
+
+def test_upgrade_completes_while_closing_with_buffered_packets() -> None:
+    # close() during the upgrade with packets waiting: they go out on the new transport,
+    # which is then closed.
+    session, polling, clock, events = make("polling")
+    ws = FakeTransport("websocket")
+    session.begin_upgrade(ws)
+    session.receive(ws, Packet(PacketType.PING, "probe"))  # starts the noop timer
+    session.send("last words")
+    session.close()
+    assert session.state is SessionState.CLOSING
+    clock.advance(0.1)  # the noop timer fires on a CLOSING session: nothing sent
+    assert polling.sent[1:] == []
+    session.receive(ws, Packet(PacketType.UPGRADE))
+    assert ws.sent == ["3probe", "4last words"] and ws.closed
+    assert events == [("close", "forced close")]
+
+
+def test_upgrade_completes_while_closing_with_nothing_buffered() -> None:
+    # close() during the upgrade with an empty buffer: the old polling transport was
+    # waiting for a GET to tell the peer; the new transport is closed instead.
+    clock = FakeClock()
+    polling = FakeTransport("polling", close_later=True)
+    session = Session("sid1", polling, CONFIG, clock)
+    events: list[object] = []
+    session.on_close = lambda s, reason: events.append(("close", reason))
+    session.open()
+    ws = FakeTransport("websocket")
+    session.begin_upgrade(ws)
+    session.close()
+    assert polling.closed and session.state is SessionState.CLOSING
+    session.receive(ws, Packet(PacketType.UPGRADE))
+    assert polling.discarded and ws.closed
+    assert events == [("close", "forced close")]
+
+
+def test_noop_waits_for_a_pending_get() -> None:
+    session, polling, clock, _ = make("polling")  # the handshake used the GET
+    session.begin_upgrade(ws := FakeTransport("websocket"))
+    session.receive(ws, Packet(PacketType.PING, "probe"))
+    clock.advance(0.1)  # no GET pending: nothing to release, the noop is rescheduled
+    assert polling.sent[1:] == []
+    polling.writable = True
+    clock.advance(0.1)
+    assert polling.sent[1:] == ["6"]
+
+
+def test_upgrade_timeout_then_a_new_upgrade() -> None:
+    session, _, clock, _ = make("polling")
+    first = FakeTransport("websocket")
+    session.begin_upgrade(first)
+    clock.advance(10.0)
+    assert first.closed and session.state is SessionState.OPEN
+    second = FakeTransport("websocket")
+    assert session.begin_upgrade(second)
+    session.receive(second, Packet(PacketType.UPGRADE))  # no probe, no noop timer
+    assert session.transport is second and session.upgraded
+
+
+def test_ping_timer_on_a_closing_session_sends_nothing() -> None:
+    session, polling, clock, events = make("polling")
+    session.send("pending")
+    session.close()
+    clock.advance(25.0)
+    assert polling.sent[1:] == [] and session.state is SessionState.CLOSING
+    assert events == []
+
+
+def test_pong_timeout_while_reading_is_paused_waits() -> None:
+    session, _, clock, events = make()
+    clock.advance(25.0)
+    session.pause_reading()  # its pong may be unread: we are the slow one
+    clock.advance(60.0)
+    assert session.is_open and events == []
+    session.resume_reading()
+    clock.advance(20.0)
+    assert events == [("close", "ping timeout")]
+
+
+def test_close_callback_after_a_transport_close_is_ignored() -> None:
+    clock = FakeClock()
+    polling = FakeTransport("polling", close_later=True)
+    session = Session("sid1", polling, CONFIG, clock)
+    polling.session = session
+    session.open()
+    session.close()  # waits for a GET to tell the peer
+    session.on_transport_close(polling)  # the peer went away first
+    assert session.state is SessionState.CLOSED and session.close_reason == "transport close"
+    assert polling.session is None  # the reference cycle is broken
+    assert polling.close_callback is not None
+    polling.close_callback()  # the transport's late callback changes nothing
+    assert session.close_reason == "transport close"
+
+
+def test_close_detaches_the_candidate() -> None:
+    session, _, _, _ = make("polling")
+    ws = FakeTransport("websocket")
+    ws.session = session
+    session.begin_upgrade(ws)
+    session.on_transport_error(session.transport, "gone")
+    assert ws.closed and ws.session is None

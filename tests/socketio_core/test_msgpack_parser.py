@@ -489,6 +489,83 @@ def test_deepest_allowed_setting_is_safe() -> None:
         parser.decode(packet_bytes(data=["a", nested(MAX_DEPTH_LIMIT, UNDEF)]))
 
 
+def test_exact_path_reads_every_scalar_form() -> None:
+    # An ext value sends the whole message to the exact decoder: the same numbers as above.
+    data = ["a", array_buffer(b"x"), Raw(b"\xca" + struct.pack(">f", 1.5)),
+            Raw(b"\xcb" + struct.pack(">d", -0.25)), Raw(b"\xcd\x01\x00"), Raw(b"\xd1\xff\x00"),
+            Raw(b"\xc2"), Raw(b"\xc3"), Raw(b"\xc0"), Raw(b"\xd9\x01s"), Raw(b"\xda\x00\x01t"),
+            Raw(b"\xdb\x00\x00\x00\x01u"), Raw(b"\xc4\x01b"), Raw(b"\xff")]
+    assert decode(packet_bytes(data=data)).data == [
+        "a", b"x", 1.5, -0.25, 256, -256, False, True, None, "s", "t", "u", b"b", -1,
+    ]
+    with pytest.raises(ProtocolError, match="0xc1"):  # the one byte msgpack never uses
+        decode(packet_bytes(data=["a", array_buffer(b"x"), Raw(b"\xc1")]))
+
+
+def test_exact_path_containers_and_malformed_input() -> None:
+    ab = array_buffer(b"x")  # any ext value: the exact decoder reads the message
+    data = ["a", ab, Raw(b"\xdc\x00\x01\x01"), Raw(b"\xdd\x00\x00\x00\x01\x02"),
+            Raw(b"\xde\x00\x01\xa1k\x03"), Raw(b"\xdf\x00\x00\x00\x01\xa1k\x04")]
+    assert decode(packet_bytes(data=data)).data == ["a", b"x", [1], [2], {"k": 3}, {"k": 4}]
+    for message, error in [
+        (packet_bytes(data=["a", ab]) + b"\x00", "trailing bytes"),
+        (packet_bytes(data=["a", ab])[:-1], "truncated"),  # the namespace's last byte
+        (packet_bytes(data=["a", ab, Raw(b"\xdc\x00\x50")]), "truncated"),  # 80 items
+        (packet_bytes(data=["a", ab, Raw(b"\xde\x00\x50")]), "truncated"),  # 80 pairs
+    ]:
+        with pytest.raises(ProtocolError, match=error):
+            decode(message)
+    with pytest.raises(ProtocolError, match="nested too deeply"):  # a map past max_depth
+        MsgPackParser(max_depth=4).decode(packet_bytes(data=["a", [{"k": {"k": UNDEF}}]]))
+
+
+def test_timestamp_without_other_ext_takes_the_exact_path() -> None:
+    # msgpack reads ext -1 as a Timestamp without calling the ext hook: the fast path's
+    # check sends the message to the exact decoder, in an array and in a map alike.
+    ts = fixext(-1, b"\x00\x00\x00\x01")
+    assert decode(packet_bytes(data=["a", ts])).data == ["a", [-1, b"\x00\x00\x00\x01"]]
+    assert decode(packet_bytes(data=["a", {"t": ts}])).data == [
+        "a", {"t": [-1, b"\x00\x00\x00\x01"]}
+    ]
+
+
+def test_deep_caller_stack_gives_a_protocol_error_not_a_recursion_error() -> None:
+    # max_depth bounds the exact decoder's recursion, but a caller already deep in its own
+    # stack can still hit the interpreter's limit: that is reported as bad input.
+    message = packet_bytes(data=["a", nested(60, UNDEF)])  # exact path: ~120 frames
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(_stack_depth() + 40)
+    try:
+        with pytest.raises(ProtocolError, match="nested too deeply"):
+            decode(message)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _stack_depth() -> int:
+    frame, depth = sys._getframe(1), 0
+    while frame is not None:
+        frame, depth = frame.f_back, depth + 1
+    return depth
+
+
+def test_lone_surrogate_with_data_nested_too_deeply_is_a_type_error() -> None:
+    # The surrogate makes msgpack fail first; the slow path then finds the nesting.
+    with pytest.raises(TypeError, match="nested too deeply"):
+        PARSER.encode(Packet(E.EVENT, ["\ud800", nested(600)]))
+    # What msgpack itself accepts (it refuses past 511 levels) is sent, surrogate replaced.
+    [message] = PARSER.encode(Packet(E.EVENT, ["\ud800", nested(505)]))
+    assert msgpack.unpackb(message)["data"] == ["\ufffd", nested(505)]
+    # From a caller already deep in its stack: still a TypeError, not a RecursionError.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(_stack_depth() + 100)
+    try:
+        with pytest.raises(TypeError):
+            PARSER.encode(Packet(E.EVENT, ["\ud800", nested(300)]))
+    finally:
+        sys.setrecursionlimit(limit)
+
+
 def test_decoder_and_parser_interface() -> None:
     first, second = PARSER.decoder(), PARSER.decoder()
     assert isinstance(first, MsgPackDecoder) and first is not second

@@ -19,6 +19,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -296,6 +297,9 @@ INVALID = [
     ['2/admin["a"]'],
     ["3/admin,456"],
     ["51-"],
+    # an attachment count on a type that has no attachments
+    ['21-["a"]'],
+    ['01-{}'],
     # deep nesting
     ["2" + "[" * DEEP],
     ["3" + "[" * DEEP + "]" * DEEP],
@@ -398,6 +402,15 @@ def test_fallback_keeps_refusing_what_orjson_refuses() -> None:
     data = decode_one(['2["\\ud83d",18446744073709551615,18446744073709551616,-0,1.5e3]']).data
     assert data == ["\ud83d", 2**64 - 1, 1.8446744073709552e19, 0, 1500.0]
     assert type(data[2]) is float
+    # also when the integer has more digits than any 64-bit one
+    data = decode_one(['2["\\ud83d",1234567890123456789012,-1234567890123456789012]']).data
+    assert data == ["\ud83d", 1.2345678901234568e21, -1.2345678901234568e21]
+
+
+def test_surrogate_fallback_converts_non_str_keys_as_orjson_does() -> None:
+    packet = Packet(E.EVENT, ["m", {1: "\ud83d", "k": [True]}])
+    assert encode(packet) == ['2["m",{"1":"\\ud83d","k":[true]}]']
+    assert orjson.dumps({1: "x"}, option=orjson.OPT_NON_STR_KEYS) == b'{"1":"x"}'
 
 
 def test_unencodable_data_still_raises_type_error_with_surrogates() -> None:
