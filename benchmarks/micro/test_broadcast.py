@@ -137,9 +137,12 @@ class OurRoom:
     def __init__(self, size: int) -> None:
         self.loop = _new_loop()
         self.writer = CountingWriter()
-        self.io = Server()
+        self.io = self.make_server()
         self.loop.run_until_complete(self._connect(size))
         self.batcher = _batcher(self.io.engine)
+
+    def make_server(self) -> Server:
+        return Server()
 
     async def _connect(self, size: int) -> None:
         engine = self.io.engine
@@ -180,11 +183,10 @@ class OurRoom:
 
 class TheirRoom:
     def __init__(self, size: int) -> None:
-        import socketio
         from engineio.async_socket import AsyncSocket
 
         self.loop = _new_loop()
-        self.sio = socketio.AsyncServer(async_mode="asgi")
+        self.sio = self.make_sio()
         self.sockets: list[Any] = []
 
         @self.sio.on("connect")
@@ -206,6 +208,11 @@ class TheirRoom:
 
         self.loop.run_until_complete(setup())
         self.drain()
+
+    def make_sio(self) -> Any:
+        import socketio
+
+        return socketio.AsyncServer(async_mode="asgi")
 
     def drain(self) -> int:
         delivered = 0
