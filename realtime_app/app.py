@@ -154,8 +154,9 @@ class GatewayApp:
             # How to get a token, not the generated secret: the logs may be read by others.
             host = config.host if ":" not in config.host else f"[{config.host}]"
             logger.warning(
-                "development mode (DEV_MODE=1): tokens are signed with a secret generated for "
-                "this process and any local client can get one for any user: curl -s -X POST "
+                "development mode (DEV_MODE=1): tokens are signed with JWT_SECRET or a secret "
+                "generated for this process, and any local client can get one for any user: "
+                "curl -s -X POST "
                 "http://%s:%d/api/dev/token -H 'Content-Type: application/json' "
                 "-d '{\"userId\": \"alice\"}'. Do not use this in production.",
                 host, self.port)
@@ -167,11 +168,12 @@ class GatewayApp:
     async def shutdown(self) -> None:
         """Graceful stop (SIGTERM): see docs/howto/gateway-fleet.md, "Stopping a node".
 
-        /readyz fails at once; the node stops accepting and reading, lets the handlers in
-        flight finish and answer, then closes every connection as a transport close:
-        clients reconnect by themselves (to another node) and recover their session.
-        Stored messages are in the store; nothing is dropped. Bounded by
-        SHUTDOWN_TIMEOUT_MS.
+        /readyz fails at once and new sessions are refused (503); stored messages are no
+        longer sent from here and the acks of those sent come in; then the node stops
+        reading, lets the handlers in flight finish and answer, and closes every
+        connection as a transport close: clients reconnect by themselves (to another node)
+        and recover their session. Stored messages are in the store; nothing is dropped.
+        Bounded by SHUTDOWN_TIMEOUT_MS.
         """
         self.stopping = True
         timeout = self.config.shutdown_timeout
@@ -189,7 +191,11 @@ class GatewayApp:
         if not finished:
             logger.warning("stopping: handlers still running after %g s are cancelled",
                            timeout * 0.6)
-        await self.stop(remaining=max(0.5, timeout - (loop.time() - started)))
+        remaining = max(0.5, timeout - (loop.time() - started))
+        try:
+            await asyncio.wait_for(self.stop(remaining=remaining / 2), remaining)
+        except TimeoutError:
+            logger.warning("stopping: not closed cleanly within SHUTDOWN_TIMEOUT_MS, exiting")
 
     async def stop(self, remaining: float = 5.0) -> None:
         self.stopping = True
