@@ -211,6 +211,8 @@ class Gateway:
         self._cluster_marks: tuple[int, int] = (0, 0)
         self._resync_due = False
         self._tell_others = False
+        #: The running resync of the inboxes (one at a time, beside the maintenance loop).
+        self._resync: asyncio.Task[None] | None = None
         self._warned_minute: dict[str, int] = {}
         self._buckets = LocalRateLimiter()
         #: Per-minute statistics counted here and written once a second (a Redis round
@@ -244,9 +246,10 @@ class Gateway:
         self._maintenance = asyncio.ensure_future(self._maintain())
 
     async def stop(self) -> None:
-        if self._maintenance is not None:
-            self._maintenance.cancel()
-            await asyncio.gather(self._maintenance, return_exceptions=True)
+        for task in (self._maintenance, self._resync):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self._write_minute_counts()
 
     async def _maintain(self) -> None:
@@ -258,7 +261,7 @@ class Gateway:
         while True:
             await asyncio.sleep(min(CLUSTER_CHECK_PERIOD, period))
             await self._write_minute_counts()
-            await self._check_cluster()
+            self._check_cluster()
             if loop.time() < next_round:
                 continue
             next_round = loop.time() + period
@@ -280,11 +283,13 @@ class Gateway:
         self.stopping = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while loop.time() < deadline and any(
-                state.in_flight for socket, state in self._states.items() if socket.connected):
+        # Nothing is sent from now on: only the sockets waiting for an ack now matter.
+        waiting = [(s, state) for s, state in self._states.items() if state.in_flight]
+        while waiting and loop.time() < deadline:
             await asyncio.sleep(0.02)
+            waiting = [(s, state) for s, state in waiting if state.in_flight and s.connected]
 
-    async def _check_cluster(self) -> None:
+    def _check_cluster(self) -> None:
         """After an outage of the cluster adapter, resend every local socket its inbox.
 
         A private message is stored, then handed to the other nodes by a server-side event;
@@ -306,11 +311,15 @@ class Gateway:
             self._resync_due = True
         if not self._resync_due or not cluster.healthy:
             return
+        if self._resync is not None and not self._resync.done():
+            return  # the next one starts when this one is over (still due)
         self._resync_due = False
         if self._tell_others:
             self._tell_others = False
             self.io.server_side_emit(RESYNC_EVENT)
-        await self._resync_inboxes()
+        # A task of its own: resending to every socket takes a store read each, and the
+        # maintenance loop must keep refreshing presence meanwhile.
+        self._resync = asyncio.ensure_future(self._resync_inboxes())
 
     def _resync_soon(self) -> None:
         """RESYNC_EVENT: another node lost messages to the fleet; resync at the next look."""
@@ -963,7 +972,7 @@ class Gateway:
         sockets = sum(n["sockets"] for n in nodes if isinstance(n.get("sockets"), int))
         return {
             "connectedClients": sockets,
-            "onlineUsers": len(await self.store.online_users()),
+            "onlineUsers": await self.store.online_count(),
             "rooms": sockets + len(rooms),
             **minute,
             "node": self.node_id,

@@ -264,7 +264,7 @@ class HttpApi:
         with contextlib.suppress(StoreUnavailable):
             fleet["realtime_fleet_online_users"] = (
                 "Users online in the whole fleet (shared store: the same on every node)",
-                len(await self.gateway.store.online_users()))
+                await self.gateway.store.online_count())
         body = self.gateway.metrics.render(fleet).encode()
         return HttpResponse(200, [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)], body)
 

@@ -107,6 +107,10 @@ class Store(Protocol):
 
     async def online_users(self) -> list[str]: ...
 
+    async def online_count(self) -> int:
+        """How many users are online (without listing them: /stats, every metrics scrape)."""
+        ...
+
     async def pop_offline_users(self, limit: int) -> list[str]:
         """Users whose every socket expired unseen (their node died): each is returned by
         one call only, on whichever node asks first, so that one node announces it."""
@@ -302,6 +306,9 @@ class MemoryStore:
 
     async def online_users(self) -> list[str]:
         return sorted(u for u in list(self._presence) if self._live(u))
+
+    async def online_count(self) -> int:
+        return sum(1 for u in list(self._presence) if self._live(u))
 
     async def pop_offline_users(self, limit: int) -> list[str]:
         now = time.monotonic()
@@ -673,6 +680,10 @@ class RedisStore:
         online = self._key("presence", "online")
         users = await self._run(self.redis.zrangebyscore(online, f"({now_ms()}", "+inf"))
         return sorted(users)
+
+    async def online_count(self) -> int:
+        online = self._key("presence", "online")
+        return int(await self._run(self.redis.zcount(online, f"({now_ms()}", "+inf")))
 
     async def pop_offline_users(self, limit: int) -> list[str]:
         users = await self._run(self._pop_offline(

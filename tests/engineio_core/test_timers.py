@@ -61,3 +61,22 @@ def test_a_timer_scheduled_from_a_timer_and_an_error_does_not_stop_the_slot() ->
         return fired
 
     assert asyncio.run(main()) == ["first", "second", "again"]
+
+
+def test_cancelled_timers_do_not_pile_up() -> None:
+    # A session rescheduling in a loop (pongs nobody asked for) cancels a timer each time;
+    # the dead entries are swept once they outnumber the live ones.
+    from engineio_core.timers import COMPACT_AFTER, SlottedClock
+
+    loop = asyncio.new_event_loop()
+    try:
+        clock = SlottedClock(loop)
+        fired: list[int] = []
+        live = clock.call_at(loop.time() + 30, lambda: fired.append(0))
+        for n in range(COMPACT_AFTER * 4):
+            clock.call_at(loop.time() + 25 + n * 0.01, lambda: fired.append(1)).cancel()
+        assert clock.pending() <= COMPACT_AFTER + 1
+        live.cancel()
+        assert fired == []
+    finally:
+        loop.close()

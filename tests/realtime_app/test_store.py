@@ -68,6 +68,7 @@ async def test_presence_with_several_sockets(store: Any) -> None:
     assert await store.add_connection("u2", "s3", 30) is True
     assert await store.is_online("u1") and await store.is_online("u2")
     assert await store.online_users() == ["u1", "u2"]
+    assert await store.online_count() == 2
     assert await store.remove_connection("u1", "s1") is False  # s2 is still there
     assert await store.is_online("u1")
     assert await store.remove_connection("u1", "s2") is True  # last one
@@ -237,6 +238,7 @@ async def test_redis_store_unreachable_raises_store_unavailable(redis_prefix: st
             unreachable.remove_connection("u", "s"),
             unreachable.is_online("u"),
             unreachable.online_users(),
+            unreachable.online_count(),
             unreachable.hit("k", 1, 1),
             unreachable.store_message("u", message(1), POLICY),
             unreachable.inbox_page("u", 0, 10),
