@@ -570,7 +570,8 @@ class EngineServer:
         session.on_message = self._on_session_message
         session.on_close = self._on_session_close
         self.sessions[sid] = session
-        if self.freeze_gc and len(self.sessions) == 1:
+        # Frozen cycles are freed by _reclaim only: without it, freezing would keep them.
+        if self.freeze_gc and self.reclaim_memory and len(self.sessions) == 1:
             install_gc_freeze()
         session.open()
         return session
@@ -619,12 +620,13 @@ class EngineServer:
         self._accept_websocket(request, acceptor)
 
     def _abort_upgrade(
-        self, request: Request, acceptor: UpgradeAcceptor, code: int, message: str | None = None
+        self, request: Request, acceptor: UpgradeAcceptor, code: int, message: str | None = None,
+        status: int = 400,
     ) -> None:
         # Node answers every refused upgrade with a bare 400 and a text/html message.
         self._emit("connection_error", request, code, ERROR_MESSAGES[code])
         body = (message or ERROR_MESSAGES[code]).encode()
-        acceptor.reject(400, body, [("Connection", "close"), ("Content-type", "text/html")])
+        acceptor.reject(status, body, [("Connection", "close"), ("Content-type", "text/html")])
 
     def _accept_websocket(self, request: Request, acceptor: UpgradeAcceptor) -> None:
         sid = request.query.get("sid")
@@ -651,9 +653,7 @@ class EngineServer:
             self._abort_upgrade(request, acceptor, UNSUPPORTED_PROTOCOL_VERSION)
             return
         if self._closing:
-            self._emit("connection_error", request, BAD_REQUEST, ERROR_MESSAGES[BAD_REQUEST])
-            acceptor.reject(503, SHUTTING_DOWN.encode(),
-                            [("Connection", "close"), ("Content-type", "text/html")])
+            self._abort_upgrade(request, acceptor, BAD_REQUEST, SHUTTING_DOWN, status=503)
             return
         sid = self.generate_id()
         headers = self._hook_headers(request, self._cors_headers(request), handshake_sid=sid)

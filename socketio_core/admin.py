@@ -356,7 +356,7 @@ class _UiFiles:
                 f"The Admin UI's files are not installed: npm install @socket.io/admin-ui@"
                 f"{UI_VERSION} and pass instrument(..., ui_dir=<its ui/dist folder>)".encode())
         name = unquote(path[len(self.prefix):]) or "index.html"
-        found = self._cache.get(name) or self._load(name)
+        found = self._load(name)
         if found is None:
             return HttpResponse(404, [("Content-Type", "text/plain")], b"Not Found")
         body, content_type = found
@@ -370,16 +370,21 @@ class _UiFiles:
         assert self.directory is not None
         if "\x00" in name or "\\" in name:
             return None
-        file = (self.directory / name).resolve()
-        if not file.is_relative_to(self.directory) or not file.is_file():
-            return None
         try:
+            file = (self.directory / name).resolve()
+            if not file.is_relative_to(self.directory) or not file.is_file():
+                return None
+            # Keyed by the file, not the name asked for: "./x", "a/../x"... are one entry.
+            key = file.relative_to(self.directory).as_posix()
+            cached = self._cache.get(key)
+            if cached is not None:
+                return cached
             body = file.read_bytes()
-        except OSError:
+        except (OSError, ValueError):  # a name too long for the system, say
             return None
         content_type = _CONTENT_TYPES.get(file.suffix) or (
             mimetypes.guess_type(file.name)[0] or "application/octet-stream")
-        self._cache[name] = (body, content_type)  # bounded by the folder's content
+        self._cache[key] = (body, content_type)  # bounded by the folder's files
         return body, content_type
 
 
@@ -519,7 +524,10 @@ class AdminInstrumentation:
     def _target(self, nsp_name: Any, room_filter: Any) -> Any:
         if not isinstance(nsp_name, str) or not nsp_name:
             raise ValueError(f"bad namespace {nsp_name!r}")
-        nsp = self.io.of(nsp_name)
+        # An existing namespace only: of() would create one for any name the UI sends.
+        nsp = next((n for n in self.io.namespaces if n.name == nsp_name), None)
+        if nsp is None:
+            raise ValueError(f"no namespace {nsp_name!r}")
         if room_filter is None or room_filter == "":
             return nsp
         if not isinstance(room_filter, str):
@@ -686,6 +694,8 @@ class AdminInstrumentation:
                                      "transport": session.transport.name}
         watched = self._polling.get(session)
         if watched is not None:
+            # Not every socket a polling client ever connected: only the live ones.
+            watched[:] = [s for s in watched if s.connected]
             watched.append(socket)
         if self._audience():
             self._emit("socket_connected", _serialize_socket(socket, nsp_name), _now_iso())
